@@ -1,0 +1,1 @@
+"""ingot: self-hosted model serving behind OpenAI, Azure and Foundry Local APIs."""

@@ -1,0 +1,7 @@
+"""Build-time tools that turn shipped weights into servable models under HOME/models.
+
+A model is a folder `models/<publisher>/<folder_name>/` that holds an `inference_model.json` manifest. Folders
+are assembled under `models/.staging/` and renamed into place only when complete; the manifest is the last
+file written, so a folder without one is never a model, and folders whose name starts with "." are never
+models. These modules need the `build` extra (torch, transformers, ...); serving never imports them.
+"""

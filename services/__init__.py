@@ -1,0 +1,1 @@
+"""ingot's gRPC services, one package each; they share code only through ingot.common."""

@@ -1,0 +1,41 @@
+"""Fixtures every layer shares: where the built default models are."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SMOLLM2_ID = "SmolLM2-135M-Instruct-generic-cpu:1"
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+# Only what a tokenizer needs: copying these makes a cache that lists the model without its weights.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "genai_config.json",
+                   "inference_model.json")
+
+
+@pytest.fixture(scope="session")
+def ingot_home() -> Path:
+    """The home `make setup` built the default models into (tests never build models themselves)."""
+    return Path(os.environ.get("INGOT_HOME", "~/.ingot")).expanduser()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(ingot_home: Path) -> Path:
+    for manifest in (ingot_home / "models").glob("*/*/inference_model.json"):
+        if json.loads(manifest.read_text()).get("Name") == SMOLLM2_ID:
+            return manifest.parent
+    pytest.fail(f"{SMOLLM2_ID} is not built under {ingot_home}/models: run `make setup` first")
+
+
+@pytest.fixture()
+def tokenizer_only_home(tmp_path: Path, smollm2_dir: Path) -> Path:
+    """A home whose cache holds SmolLM2's tokenizer and manifest but no weights."""
+    target = tmp_path / "home" / "models" / smollm2_dir.parent.name / smollm2_dir.name
+    target.mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (smollm2_dir / name).exists():
+            shutil.copy2(smollm2_dir / name, target / name)
+    return tmp_path / "home"
