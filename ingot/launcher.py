@@ -1,0 +1,214 @@
+"""`ingot serve`: every service as its own process, watched and restarted, then the edge.
+
+The launcher learns each child's address from the line the child prints ("ingot NAME listening on ADDR"),
+so a service asked to listen on port 0 still gets a stable address: a restart reuses the bound port, and
+the callers' channels reconnect to it without being restarted themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import Field
+
+from ingot.common import logs, settings
+from ingot.common.settings import SettingsBase
+
+log = logging.getLogger("ingot.launcher")
+
+LISTENING = re.compile(r"^ingot (\S+) listening on (\S+)")
+
+
+class LauncherSettings(SettingsBase):
+    host: str = Field("127.0.0.1", description="address the HTTP edge listens on")
+    port: int = Field(5272, ge=0, le=65535, description="port the HTTP edge listens on")
+    home: Path = settings.home_field()
+    registry_listen: str = Field("127.0.0.1:50052", description="gRPC address of the registry service")
+    tokenizer_listen: str = Field("127.0.0.1:50051", description="gRPC address of the tokenizer service")
+    inference_listen: str = Field("127.0.0.1:50053", description="gRPC address of the inference service")
+    startup_timeout: float = Field(120.0, gt=0, description="seconds a service may take to answer SERVING")
+    stop_grace: float = Field(10.0, ge=0, description="seconds a service gets to stop before it is killed")
+    log_level: str = Field("info", description="logging level, passed to every service")
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    # Where it listens once it said so; restarts reuse it.
+    address: str | None = None
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    listening: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def command(self) -> list[str]:
+        argv = list(self.argv)
+        if self.address is not None and self.name != "edge":
+            argv[argv.index("--listen") + 1] = self.address
+        return [sys.executable, "-m", "ingot.cli", self.name, *argv]
+
+
+async def _relay(child: Child, stream: asyncio.StreamReader) -> None:
+    while line := await stream.readline():
+        text = line.decode(errors="replace").rstrip()
+        if (match := LISTENING.match(text)) and match.group(1) == child.name:
+            child.address = match.group(2)
+            child.listening.set()
+        print(f"[{child.name}] {text}", flush=True)
+
+
+async def _spawn(child: Child) -> None:
+    child.listening.clear()
+    child.process = await asyncio.create_subprocess_exec(*child.command(), stdout=asyncio.subprocess.PIPE)
+    child.started_at = time.monotonic()
+    assert child.process.stdout is not None
+    asyncio.create_task(_relay(child, child.process.stdout))
+
+
+async def _serving(address: str) -> bool:
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+        except grpc.RpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _wait_ready(child: Child, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    assert child.process is not None
+    waiter = asyncio.create_task(child.process.wait())
+    try:
+        listening = asyncio.create_task(child.listening.wait())
+        done, _ = await asyncio.wait({listening, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if waiter in done:
+            raise RuntimeError(f"{child.name} exited with code {child.process.returncode} before it listened")
+        if not child.listening.is_set():
+            raise RuntimeError(f"{child.name} did not listen within {timeout:.0f} s")
+        if child.name == "edge":
+            return
+        while not await _serving(child.address or ""):
+            if waiter.done():
+                raise RuntimeError(f"{child.name} exited with code {child.process.returncode} while starting")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{child.name} did not answer SERVING within {timeout:.0f} s")
+            await asyncio.sleep(0.1)
+    finally:
+        waiter.cancel()
+
+
+async def _stop(child: Child, grace: float) -> None:
+    process = child.process
+    if process is None or process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except asyncio.TimeoutError:
+        log.warning("%s did not stop within %.0f s; killing it", child.name, grace)
+        process.kill()
+        await process.wait()
+
+
+class Launcher:
+    def __init__(self, config: LauncherSettings) -> None:
+        self.config = config
+        self.stopping = asyncio.Event()
+        common = ["--log-level", config.log_level]
+        self.registry = Child("registry", ["--listen", config.registry_listen, "--home", str(config.home), *common])
+        self.tokenizer = Child("tokenizer", ["--listen", config.tokenizer_listen, *common])
+        self.inference = Child("inference", ["--listen", config.inference_listen, *common])
+        self.edge = Child("edge", [])
+        self.services = [self.registry, self.tokenizer, self.inference]
+
+    async def _start(self, child: Child) -> None:
+        await _spawn(child)
+        await _wait_ready(child, self.config.startup_timeout)
+        # Operators and the end-to-end tests read these lines: where each child is and which pid it has.
+        print(f"ingot serve: {child.name} ready on {child.address} (pid {child.process.pid})", flush=True)
+
+    async def start(self) -> None:
+        await self._start(self.registry)
+        for dependant in (self.tokenizer, self.inference):
+            dependant.argv += ["--registry-address", self.registry.address]
+        await asyncio.gather(self._start(self.tokenizer), self._start(self.inference))
+        c = self.config
+        self.edge.argv = [
+            "--host", c.host, "--port", str(c.port), "--log-level", c.log_level,
+            "--registry-address", self.registry.address, "--tokenizer-address", self.tokenizer.address,
+            "--inference-address", self.inference.address,
+        ]
+        await self._start(self.edge)
+        print(f"ingot ready on {self.edge.address}", flush=True)
+
+    async def watch(self, child: Child) -> None:
+        """Restarts the child whenever it dies, backing off while it keeps dying young."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            assert child.process is not None
+            code = await child.process.wait()
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - child.started_at > 30:
+                delay = 0.5
+            child.restarts += 1
+            log.error("%s exited with code %s; restart %d in %.1f s", child.name, code, child.restarts, delay)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), delay)
+                return
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, 10.0)
+            try:
+                await self._start(child)
+            except RuntimeError as exc:
+                log.error("restarting %s failed: %s", child.name, exc)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        # The edge first, so no request reaches a service that is already gone; the registry last.
+        for child in (self.edge, self.tokenizer, self.inference, self.registry):
+            await _stop(child, self.config.stop_grace)
+
+
+async def serve(config: LauncherSettings) -> int:
+    launcher = Launcher(config)
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signalled.set)
+    starting = asyncio.create_task(launcher.start())
+    signal_wait = asyncio.create_task(signalled.wait())
+    await asyncio.wait({starting, signal_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done() or starting.exception() is not None:
+        if starting.done():
+            log.error("ingot could not start: %s", starting.exception())
+        starting.cancel()
+        await launcher.stop()
+        return 1 if not signalled.is_set() else 0
+    watchers = [asyncio.create_task(launcher.watch(c)) for c in (*launcher.services, launcher.edge)]
+    await signal_wait
+    log.info("stopping")
+    await launcher.stop()
+    for watcher in watchers:
+        watcher.cancel()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = settings.load(LauncherSettings, argv, prog="ingot serve",
+                           description="Start every ingot service and the HTTP edge; restart any that dies.")
+    logs.configure("launcher", config.log_level)
+    return asyncio.run(serve(config))

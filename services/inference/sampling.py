@@ -1,0 +1,74 @@
+"""From a GenerateRequest's sampling parameters to onnxruntime-genai search options: pure and checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ingot.common.errors import InvalidArgument
+from ingot.inference.v1 import inference_service_pb2 as pb
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many tokens a sequence may generate; max_length is what the KV cache is sized to."""
+
+    prompt_tokens: int
+    max_tokens: int
+
+    @property
+    def max_length(self) -> int:
+        return self.prompt_tokens + self.max_tokens
+
+
+def budget(prompt_tokens: int, requested: int | None, *, context_length: int, max_output_tokens: int) -> Budget:
+    if prompt_tokens == 0:
+        raise InvalidArgument("The prompt is empty: there is nothing to complete.", param="messages")
+    room = context_length - prompt_tokens
+    if room <= 0:
+        raise InvalidArgument(
+            f"This model's maximum context length is {context_length} tokens, but the prompt has "
+            f"{prompt_tokens} tokens. Shorten the messages.",
+            param="messages", code="context_length_exceeded",
+        )
+    if requested is None:
+        return Budget(prompt_tokens, min(max_output_tokens, room))
+    if requested < 1:
+        raise InvalidArgument("max_tokens must be at least 1.", param="max_tokens")
+    if requested > room:
+        raise InvalidArgument(
+            f"This model's maximum context length is {context_length} tokens. However, you requested "
+            f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the "
+            f"completion). Reduce the length of the messages or the completion.",
+            param="max_tokens", code="context_length_exceeded",
+        )
+    return Budget(prompt_tokens, requested)
+
+
+def search_options(params: pb.SamplingParams, max_length: int) -> dict[str, Any]:
+    """Options for GeneratorParams.set_search_options; unset fields keep the model's genai_config defaults."""
+    options: dict[str, Any] = {"max_length": max_length}
+    if params.HasField("temperature"):
+        if not 0.0 <= params.temperature <= 2.0:
+            raise InvalidArgument("temperature must be between 0 and 2.", param="temperature")
+        if params.temperature == 0.0:
+            options["do_sample"] = False
+        else:
+            options["do_sample"] = True
+            options["temperature"] = params.temperature
+    if params.HasField("top_p"):
+        if not 0.0 < params.top_p <= 1.0:
+            raise InvalidArgument("top_p must be greater than 0 and at most 1.", param="top_p")
+        options["top_p"] = params.top_p
+    if params.HasField("top_k"):
+        if params.top_k < 1:
+            raise InvalidArgument("top_k must be at least 1.", param="top_k")
+        options["top_k"] = params.top_k
+    if params.HasField("seed"):
+        # onnxruntime-genai takes a signed 32-bit seed; fold larger seeds in deterministically.
+        options["random_seed"] = params.seed % (2**31)
+    if params.HasField("repetition_penalty"):
+        if params.repetition_penalty <= 0.0:
+            raise InvalidArgument("repetition_penalty must be positive.", param="repetition_penalty")
+        options["repetition_penalty"] = params.repetition_penalty
+    return options

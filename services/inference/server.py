@@ -1,0 +1,52 @@
+"""`ingot inference`: the inference service as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+# onnxruntime-genai's official wheels send telemetry unless told not to before import.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+from ingot.common import logs, settings  # noqa: E402
+from ingot.common.channels import insecure_channel  # noqa: E402
+from ingot.common.grpcserver import run_service  # noqa: E402
+from ingot.inference.v1 import inference_service_pb2 as pb  # noqa: E402
+from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E402
+from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
+from services.inference.engine import Engine  # noqa: E402
+from services.inference.servicer import InferenceServicer, ModelDirectory  # noqa: E402
+from services.inference.settings import InferenceSettings  # noqa: E402
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+def build(server, config: InferenceSettings):
+    """Registers the servicer on `server`; returns the engine and a cleanup coroutine function."""
+    engine = Engine(max_active=config.max_active_sequences, max_waiting=config.max_waiting_sequences,
+                    prefill_chunk=config.prefill_chunk_tokens)
+    engine.start()
+    registry_channel = insecure_channel(config.registry_address)
+    directory = ModelDirectory(registry_grpc.RegistryServiceStub(registry_channel))
+    pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine, directory), server)
+
+    async def cleanup() -> None:
+        await asyncio.to_thread(engine.stop)
+        await registry_channel.close()
+
+    return engine, cleanup
+
+
+def main(argv: list[str] | None = None) -> int:
+    import onnxruntime_genai as og
+
+    og.disable_telemetry_events()
+    config = settings.load(InferenceSettings, argv, prog="ingot inference",
+                           description="The inference service: chat models through onnxruntime-genai.")
+    logs.configure("inference", config.log_level)
+
+    async def add_servicers(server):
+        return build(server, config)[1]
+
+    asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers))
+    return 0

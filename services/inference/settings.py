@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from ingot.common.settings import SettingsBase
+
+
+class InferenceSettings(SettingsBase):
+    listen: str = Field("127.0.0.1:50053", description="address to serve gRPC on (port 0 picks a free one)")
+    registry_address: str = Field("127.0.0.1:50052", description="the registry service, to find model folders")
+    max_active_sequences: int = Field(16, ge=1, description="sequences the engine steps at once")
+    max_waiting_sequences: int = Field(64, ge=0, description="admitted sequences waiting for a slot; beyond: RESOURCE_EXHAUSTED")
+    prefill_chunk_tokens: int = Field(256, ge=16, description="prompt tokens prefilled per engine step, so a long prompt never stalls other streams for long")
+    log_level: str = Field("info", description="logging level")

@@ -1,0 +1,61 @@
+"""Bad input gets OpenAI's error JSON with the right status and the parameter named."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import SMOLLM2_ALIAS
+
+pytestmark = pytest.mark.e2e
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+def test_unknown_model_is_openai_not_found(client):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="no-such-model", messages=HELLO, max_tokens=5)
+    error = caught.value.body
+    assert error["param"] == "model"
+    assert "no-such-model" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": SMOLLM2_ALIAS}, "messages"),
+        ({"model": SMOLLM2_ALIAS, "messages": []}, "messages"),
+        ({"model": SMOLLM2_ALIAS, "messages": "Hello"}, "messages"),
+        ({"model": SMOLLM2_ALIAS, "messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "max_tokens": "ten"}, "max_tokens"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "max_tokens": 0}, "max_tokens"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "temperature": 3}, "temperature"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "top_p": 0}, "top_p"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "logit_bias": {"1": 5}}, "logit_bias"),
+        ({"messages": HELLO}, "model"),
+    ],
+    ids=["missing-messages", "empty-messages", "messages-not-a-list", "unknown-role", "max-tokens-not-int",
+         "max-tokens-zero", "temperature-out-of-range", "top-p-zero", "unsupported-parameter", "missing-model"],
+)
+def test_bad_request_is_400_naming_the_parameter(mesh, body, param):
+    response = httpx.post(f"{mesh.base_url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert error["message"]
+
+
+def test_malformed_json_is_400(mesh):
+    response = httpx.post(f"{mesh.base_url}/v1/chat/completions", content=b'{"model": "x", "messages": [',
+                          headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_sdk_raises_bad_request_for_a_prompt_longer_than_the_context(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=SMOLLM2_ALIAS, messages=HELLO, max_tokens=100_000)
+    assert caught.value.body["param"] == "max_tokens"
+    assert "context length" in caught.value.body["message"]

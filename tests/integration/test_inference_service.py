@@ -1,0 +1,158 @@
+"""The inference service in-process on port 0 with the real SmolLM2 model, behind a stand-in registry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from ingot.common.errors import NotFound, error_from_rpc
+from ingot.common.grpcserver import ServiceHost
+from ingot.common.v1 import common_pb2
+from ingot.inference.v1 import inference_service_pb2 as pb
+from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
+from ingot.registry.v1 import registry_service_pb2 as registry_pb
+from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from services.inference import server as inference_server
+from services.inference.settings import InferenceSettings
+from tests.conftest import SMOLLM2_ID
+
+# "<|im_start|>user\nName three primary colors.<|im_end|>\n<|im_start|>assistant\n" without a system turn
+# is produced by the tokenizer service in the real mesh; here the inference service gets ids directly.
+PROMPT_TEXT = "<|im_start|>user\nWrite a long story about a dragon.<|im_end|>\n<|im_start|>assistant\n"
+
+
+class StandInRegistry(registry_grpc.RegistryServiceServicer):
+    def __init__(self, model_dir):
+        self.info = registry_pb.ModelInfo(id=SMOLLM2_ID, alias="smollm2-135m-instruct", path=str(model_dir),
+                                          task=common_pb2.MODEL_TASK_CHAT_COMPLETION, context_length=8192,
+                                          max_output_tokens=2048)
+
+    async def ResolveModel(self, request, context):
+        if request.name not in (self.info.id, self.info.alias):
+            raise NotFound(f"The model '{request.name}' does not exist.", param="model")
+        return registry_pb.ResolveModelResponse(model=self.info)
+
+
+@pytest.fixture()
+async def inference(smollm2_dir):
+    registry = ServiceHost("registry", [])
+    registry_grpc.add_RegistryServiceServicer_to_server(StandInRegistry(smollm2_dir), registry.server)
+    registry_address = await registry.start("127.0.0.1:0")
+    host = ServiceHost("inference", [inference_server.SERVICE_NAME])
+    config = InferenceSettings(listen="127.0.0.1:0", registry_address=registry_address,
+                               max_active_sequences=2, max_waiting_sequences=1)
+    _, cleanup = inference_server.build(host.server, config)
+    address = await host.start("127.0.0.1:0")
+    channel = grpc.aio.insecure_channel(address)
+    yield pb_grpc.InferenceServiceStub(channel)
+    await channel.close()
+    await host.stop(0)
+    await cleanup()
+    await registry.stop(0)
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(smollm2_dir):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(smollm2_dir / "tokenizer.json")).encode(PROMPT_TEXT, add_special_tokens=False).ids
+
+
+def request(prompt_ids, **sampling) -> pb.GenerateRequest:
+    return pb.GenerateRequest(model="smollm2-135m-instruct", prompt_token_ids=prompt_ids,
+                              sampling=pb.SamplingParams(**sampling))
+
+
+async def test_generate_streams_tokens_and_ends_with_finish_reason_and_usage(inference, prompt_ids):
+    messages = [m async for m in inference.Generate(request(prompt_ids, max_tokens=12, temperature=0))]
+    final = messages[-1]
+    assert final.finish_reason == common_pb2.FINISH_REASON_LENGTH
+    assert final.usage.prompt_tokens == len(prompt_ids)
+    assert final.usage.completion_tokens == 12 == sum(len(m.token_ids) for m in messages)
+    assert "".join(m.text for m in messages).strip()
+    assert all(m.finish_reason == common_pb2.FINISH_REASON_UNSPECIFIED for m in messages[:-1])
+
+
+async def test_a_second_request_streams_while_a_long_one_is_still_running(inference, prompt_ids):
+    long_done = asyncio.Event()
+    first_short_token_at: list[float] = []
+
+    async def long_call():
+        async for _ in inference.Generate(request(prompt_ids, max_tokens=150, temperature=0.8, seed=1)):
+            pass
+        long_done.set()
+
+    async def short_call():
+        await asyncio.sleep(0.3)
+        async for message in inference.Generate(request(prompt_ids, max_tokens=3, temperature=0)):
+            if message.token_ids and not first_short_token_at:
+                first_short_token_at.append(time.monotonic())
+                assert not long_done.is_set(), "the short request waited for the long one"
+
+    await asyncio.gather(long_call(), short_call())
+    assert first_short_token_at
+
+
+async def test_cancelled_call_frees_its_sequence_at_once(inference, prompt_ids):
+    call = inference.Generate(request(prompt_ids, max_tokens=1500, temperature=0.8))
+    async for message in call:
+        if message.token_ids:
+            break
+    loaded = (await inference.ListLoadedModels(pb.ListLoadedModelsRequest())).models[0]
+    assert loaded.active_sequences == 1
+    call.cancel()
+    for _ in range(100):
+        loaded = (await inference.ListLoadedModels(pb.ListLoadedModelsRequest())).models[0]
+        if loaded.active_sequences == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert loaded.active_sequences == 0
+    assert loaded.generated_tokens < 100
+
+
+async def test_max_tokens_beyond_the_context_is_invalid_argument_naming_it(inference, prompt_ids):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in inference.Generate(request(prompt_ids, max_tokens=9000)):
+            pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_from_rpc(caught.value).param == "max_tokens"
+
+
+async def test_unknown_model_is_not_found(inference, prompt_ids):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in inference.Generate(pb.GenerateRequest(model="nope", prompt_token_ids=prompt_ids)):
+            pass
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_from_rpc(caught.value).param == "model"
+
+
+async def test_token_ids_outside_the_vocabulary_are_rejected(inference):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in inference.Generate(request([1, 2, 10**6], max_tokens=2)):
+            pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_from_rpc(caught.value).param == "prompt"
+
+
+async def test_beyond_active_and_waiting_slots_is_resource_exhausted(inference, prompt_ids):
+    # Greedy decoding of this prompt runs past 400 tokens without an end-of-sequence, so no slot frees up.
+    calls = [inference.Generate(request(prompt_ids, max_tokens=400, temperature=0)) for _ in range(3)]
+    for call in calls:
+        # Initial metadata arrives once the service has admitted the sequence (2 active, 1 waiting).
+        await call.initial_metadata()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await inference.Generate(request(prompt_ids, max_tokens=5)).read()
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for call in calls:
+        call.cancel()
+
+
+async def test_load_list_and_unload(inference):
+    loaded = await inference.LoadModel(pb.LoadModelRequest(model="smollm2-135m-instruct"))
+    assert loaded.model.id == SMOLLM2_ID
+    assert [m.id for m in (await inference.ListLoadedModels(pb.ListLoadedModelsRequest())).models] == [SMOLLM2_ID]
+    await inference.UnloadModel(pb.UnloadModelRequest(model=SMOLLM2_ID))
+    assert not (await inference.ListLoadedModels(pb.ListLoadedModelsRequest())).models
