@@ -1,0 +1,61 @@
+"""`python -m ingot.modelbuild --home DIR [--force]`: build the default models into DIR/models.
+
+Each default model is one builder function `(models_root, *, force, log) -> Path` in DEFAULT_BUILDERS; a
+builder returns early when its folder is already up to date. Exits non-zero when any builder fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import Field
+
+from ingot.common import settings
+from ingot.modelbuild.smollm2 import build_smollm2
+from ingot.modelbuild.staging import purge_stale
+
+Builder = Callable[..., Path]
+
+DEFAULT_BUILDERS: list[tuple[str, Builder]] = [
+    ("smollm2-135m-instruct", build_smollm2),
+]
+
+
+class BuildSettings(settings.SettingsBase):
+    home: Path = settings.home_field()
+    force: bool = Field(default=False, description="rebuild even when a model is up to date")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = settings.load(BuildSettings, argv, prog="python -m ingot.modelbuild",
+                           description="Build ingot's default models into HOME/models.")
+    log = functools.partial(print, flush=True)
+    models_root = config.home.expanduser() / "models"
+    models_root.mkdir(parents=True, exist_ok=True)
+    for leftover in purge_stale(models_root):
+        log(f"removed stale build leftover {leftover}")
+
+    failed = []
+    for name, builder in DEFAULT_BUILDERS:
+        started = time.monotonic()
+        try:
+            path = builder(models_root, force=config.force, log=log)
+        except Exception:
+            traceback.print_exc()
+            log(f"{name}: FAILED after {time.monotonic() - started:.1f} s")
+            failed.append(name)
+            continue
+        log(f"{name}: ready at {path}")
+    if failed:
+        log(f"failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
