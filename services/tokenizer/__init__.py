@@ -1,0 +1,1 @@
+"""The tokenizer service: chat templates, encoding and decoding for every cached model, without weights."""

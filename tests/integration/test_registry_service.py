@@ -1,0 +1,186 @@
+"""The registry service over gRPC: listing and resolving the cache, errors with their codes and params."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ingot.common.errors import InvalidArgument, NotFound, error_from_rpc
+from ingot.common.grpcserver import ServiceHost
+from ingot.common.v1 import common_pb2
+from ingot.registry.v1 import registry_service_pb2 as pb
+from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
+from services.registry.server import SERVICE_NAME
+from services.registry.servicer import RegistryServicer
+from tests.conftest import SMOLLM2_ALIAS, SMOLLM2_ID
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_model(models_root: Path, publisher: str, folder: str, manifest: dict | None) -> Path:
+    path = models_root / publisher / folder
+    path.mkdir(parents=True)
+    (path / "model.onnx").write_bytes(b"\0" * 1000)
+    if manifest is not None:
+        (path / "inference_model.json").write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    models = tmp_path / "models"
+    write_model(models, "HuggingFaceTB", "SmolLM2-135M-Instruct-generic-cpu-1", {
+        "Name": "SmolLM2-135M-Instruct-generic-cpu:1", "Alias": "smollm2-135m-instruct", "Publisher": "HuggingFaceTB",
+        "Task": "chat-completion", "ContextLength": 8192, "MaxOutputTokens": 2048, "DeviceType": "CPU",
+        "ExecutionProvider": "CPUExecutionProvider", "License": "apache-2.0"})
+    write_model(models, "HuggingFaceTB", "SmolLM2-135M-Instruct-generic-cpu-2", {
+        "Name": "SmolLM2-135M-Instruct-generic-cpu:2", "Alias": "smollm2-135m-instruct",
+        "Task": "chat-completion"})
+    write_model(models, "sentence-transformers", "all-MiniLM-L6-v2-generic-cpu-1", {
+        "Name": "all-MiniLM-L6-v2-generic-cpu:1", "Alias": "all-minilm-l6-v2", "Task": "embeddings"})
+    write_model(models, ".staging", "Downloading-generic-cpu-1", {"Name": "Downloading-generic-cpu:1"})
+    write_model(models, "HuggingFaceTB", "NoManifest-generic-cpu-1", None)
+    write_model(models, "HuggingFaceTB", "Broken-generic-cpu-1", {"Name": "Broken-generic-cpu:1", "ContextLength": "x"})
+    return tmp_path
+
+
+async def serve_registry(models_root: Path):
+    host = ServiceHost("registry", [SERVICE_NAME])
+    pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(models_root), host.server)
+    address = await host.start("127.0.0.1:0")
+    await host.set_serving(True)
+    return host, address
+
+
+@pytest.fixture
+async def registry(home: Path):
+    host, address = await serve_registry(home / "models")
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield pb_grpc.RegistryServiceStub(channel)
+    await host.stop(0)
+
+
+async def resolve(stub, name: str) -> pb.ModelInfo:
+    return (await stub.ResolveModel(pb.ResolveModelRequest(name=name), timeout=10)).model
+
+
+async def test_list_shows_only_complete_models_with_a_valid_manifest(registry):
+    response = await registry.ListModels(pb.ListModelsRequest(), timeout=10)
+    assert sorted(m.id for m in response.models) == [
+        "SmolLM2-135M-Instruct-generic-cpu:1", "SmolLM2-135M-Instruct-generic-cpu:2",
+        "all-MiniLM-L6-v2-generic-cpu:1"]
+
+
+async def test_list_filters_by_task(registry):
+    chat = await registry.ListModels(pb.ListModelsRequest(task=common_pb2.MODEL_TASK_CHAT_COMPLETION), timeout=10)
+    embeddings = await registry.ListModels(pb.ListModelsRequest(task=common_pb2.MODEL_TASK_EMBEDDINGS), timeout=10)
+    assert {m.task for m in chat.models} == {common_pb2.MODEL_TASK_CHAT_COMPLETION}
+    assert len(chat.models) == 2
+    assert [m.id for m in embeddings.models] == ["all-MiniLM-L6-v2-generic-cpu:1"]
+
+
+async def test_resolve_by_full_name_fills_model_info_from_the_manifest(registry, home):
+    info = await resolve(registry, "smollm2-135m-instruct-generic-cpu:1")
+    folder = home / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct-generic-cpu-1"
+    assert info.id == "SmolLM2-135M-Instruct-generic-cpu:1"
+    assert (info.alias, info.publisher, info.task) == (
+        "smollm2-135m-instruct", "HuggingFaceTB", common_pb2.MODEL_TASK_CHAT_COMPLETION)
+    assert (info.context_length, info.max_output_tokens, info.license) == (8192, 2048, "apache-2.0")
+    assert (info.device_type, info.execution_provider) == ("CPU", "CPUExecutionProvider")
+    assert info.path == str(folder)
+    assert Path(info.path).is_absolute()
+    assert info.size_bytes == sum(f.stat().st_size for f in folder.iterdir())
+    assert info.created == int((folder / "inference_model.json").stat().st_mtime)
+
+
+async def test_resolve_by_alias_picks_the_highest_version(registry):
+    assert (await resolve(registry, "SmolLM2-135M-Instruct")).id == "SmolLM2-135M-Instruct-generic-cpu:2"
+
+
+async def test_resolve_by_name_without_version_picks_the_highest_version(registry):
+    assert (await resolve(registry, "SmolLM2-135M-Instruct-generic-cpu")).id == "SmolLM2-135M-Instruct-generic-cpu:2"
+
+
+@pytest.mark.parametrize("name", ["gpt-4o", "Downloading-generic-cpu:1", "NoManifest-generic-cpu:1",
+                                  "Broken-generic-cpu:1"])
+async def test_resolve_of_an_unknown_or_unlisted_model_is_not_found_on_param_model(registry, name):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await resolve(registry, name)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    error = error_from_rpc(caught.value)
+    assert isinstance(error, NotFound)
+    assert (error.param, error.code) == ("model", "model_not_found")
+    assert error.message == f"The model '{name}' does not exist or is not in the local cache."
+
+
+async def test_resolve_of_an_empty_name_is_invalid_argument_on_param_model(registry):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await resolve(registry, "")
+    error = error_from_rpc(caught.value)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert isinstance(error, InvalidArgument) and error.param == "model"
+
+
+async def test_a_model_that_lands_in_the_cache_is_resolvable_at_once(registry, home):
+    write_model(home / "models", "New", "Fresh-generic-cpu-1", {"Name": "Fresh-generic-cpu:1", "Alias": "fresh"})
+    assert (await resolve(registry, "fresh")).id == "Fresh-generic-cpu:1"
+
+
+async def test_the_built_smollm2_is_listed_with_its_folder(smollm2_dir):
+    host, address = await serve_registry(smollm2_dir.parent.parent)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            info = await resolve(pb_grpc.RegistryServiceStub(channel), SMOLLM2_ALIAS)
+    finally:
+        await host.stop(0)
+    assert (info.id, info.path, info.task) == (SMOLLM2_ID, str(smollm2_dir), common_pb2.MODEL_TASK_CHAT_COMPLETION)
+    assert info.context_length > 0
+    assert info.size_bytes > 1_000_000
+
+
+def start_process(args: list[str]) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-m", "ingot.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    line = process.stdout.readline().strip()
+    match = re.fullmatch(r"ingot \w+ listening on (127\.0\.0\.1:\d+)", line)
+    if match is None:
+        process.kill()
+        process.wait()
+        pytest.fail(f"unexpected first line {line!r}")
+    return process, match.group(1)
+
+
+def stop_process(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def health(address: str, service: str) -> int:
+    async with grpc.aio.insecure_channel(address) as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=10)
+    return response.status
+
+
+async def test_ingot_registry_runs_as_a_process_that_prints_its_address_and_answers_health(home):
+    process, address = start_process(["registry", "--listen", "127.0.0.1:0", "--home", str(home)])
+    try:
+        assert await health(address, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
+        async with grpc.aio.insecure_channel(address) as channel:
+            info = await resolve(pb_grpc.RegistryServiceStub(channel), "all-minilm-l6-v2")
+        assert info.task == common_pb2.MODEL_TASK_EMBEDDINGS
+    finally:
+        assert stop_process(process) == 0
