@@ -231,7 +231,8 @@ class Engine:
                 return
             sequence.generated += 1
             model.generated_tokens += 1
-            sequence.emit(Tokens([token], sequence.stream.decode(token)))
+            text = "" if token in model.special_token_ids else sequence.stream.decode(token)
+            sequence.emit(Tokens([token], text))
             if sequence.generated >= sequence.budget.max_tokens or generator.is_done():
                 self._finish(sequence, common_pb2.FINISH_REASON_LENGTH)
         except Exception as exc:  # noqa: BLE001 - a failing sequence must not take the others down

@@ -20,6 +20,9 @@ class LoadedModel:
     model: og.Model
     tokenizer: og.Tokenizer
     eos_token_ids: frozenset[int]
+    # Control tokens (<|im_start|>, ...): onnxruntime-genai's TokenizerStream would return their literal
+    # text, which must never reach a client's content.
+    special_token_ids: frozenset[int]
     vocab_size: int
     loaded_at: float = field(default_factory=time.time)
     # Written by the engine thread only; read by the event loop for ListLoadedModels.
@@ -46,5 +49,13 @@ def load(info: registry_pb.ModelInfo) -> LoadedModel:
         model=model,
         tokenizer=tokenizer,
         eos_token_ids=frozenset(int(t) for t in tokenizer.eos_token_ids),
+        special_token_ids=_special_token_ids(path / "tokenizer.json"),
         vocab_size=int(genai["model"]["vocab_size"]),
     )
+
+
+def _special_token_ids(tokenizer_file: Path) -> frozenset[int]:
+    if not tokenizer_file.is_file():
+        return frozenset()
+    added = json.loads(tokenizer_file.read_text()).get("added_tokens", [])
+    return frozenset(int(token["id"]) for token in added if token.get("special"))

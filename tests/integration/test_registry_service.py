@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -14,15 +10,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ingot.common.errors import InvalidArgument, NotFound, error_from_rpc
-from ingot.common.grpcserver import ServiceHost
 from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2 as pb
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from services.registry.server import SERVICE_NAME
-from services.registry.servicer import RegistryServicer
 from tests.conftest import SMOLLM2_ALIAS, SMOLLM2_ID
+from tests.integration.helpers import health, serve_registry, start_process, stop_process
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def write_model(models_root: Path, publisher: str, folder: str, manifest: dict | None) -> Path:
@@ -50,14 +44,6 @@ def home(tmp_path: Path) -> Path:
     write_model(models, "HuggingFaceTB", "NoManifest-generic-cpu-1", None)
     write_model(models, "HuggingFaceTB", "Broken-generic-cpu-1", {"Name": "Broken-generic-cpu:1", "ContextLength": "x"})
     return tmp_path
-
-
-async def serve_registry(models_root: Path):
-    host = ServiceHost("registry", [SERVICE_NAME])
-    pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(models_root), host.server)
-    address = await host.start("127.0.0.1:0")
-    await host.set_serving(True)
-    return host, address
 
 
 @pytest.fixture
@@ -144,35 +130,6 @@ async def test_the_built_smollm2_is_listed_with_its_folder(smollm2_dir):
     assert (info.id, info.path, info.task) == (SMOLLM2_ID, str(smollm2_dir), common_pb2.MODEL_TASK_CHAT_COMPLETION)
     assert info.context_length > 0
     assert info.size_bytes > 1_000_000
-
-
-def start_process(args: list[str]) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "ingot.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline().strip()
-    match = re.fullmatch(r"ingot \w+ listening on (127\.0\.0\.1:\d+)", line)
-    if match is None:
-        process.kill()
-        process.wait()
-        pytest.fail(f"unexpected first line {line!r}")
-    return process, match.group(1)
-
-
-def stop_process(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-async def health(address: str, service: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
-        response = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=10)
-    return response.status
 
 
 async def test_ingot_registry_runs_as_a_process_that_prints_its_address_and_answers_health(home):

@@ -22,7 +22,7 @@ from services.tokenizer.resolver import ModelResolver
 from services.tokenizer.server import SERVICE_NAME
 from services.tokenizer.servicer import TokenizerServicer
 from tests.conftest import SMOLLM2_ALIAS, SMOLLM2_ID
-from tests.integration.test_registry_service import health, serve_registry, start_process, stop_process
+from tests.integration.helpers import health, serve_registry, start_process, stop_process
 
 EMBEDDING_ID = "Tokenizer-Only-Embeddings-generic-cpu:1"
 

@@ -1,0 +1,111 @@
+"""The gRPC side of the edge: one channel per service and the calls the routes make.
+
+Every grpc.RpcError leaves this module as the IngotError it stands for, named after the service that
+failed, so routes and the error middleware never see gRPC exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+
+from edge.settings import EdgeSettings
+from ingot.common.channels import insecure_channel
+from ingot.common.errors import NotFound, error_from_rpc
+from ingot.common.v1 import common_pb2
+from ingot.inference.v1 import inference_service_pb2 as inference_pb2
+from ingot.inference.v1 import inference_service_pb2_grpc as inference_grpc
+from ingot.registry.v1 import registry_service_pb2 as registry_pb2
+from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from ingot.tokenizer.v1 import tokenizer_service_pb2 as tokenizer_pb2
+from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as tokenizer_grpc
+
+# Long enough to spare the registry a call per request under load, short enough that a model added,
+# removed or re-aliased is seen almost at once.
+RESOLVE_TTL = 5.0
+# Resolved names are only real names, but a registry that matches case-insensitively accepts endless
+# spellings of one alias; past this many the cache starts over rather than grow.
+RESOLVE_CACHE_LIMIT = 1024
+
+
+@contextmanager
+def translated(service: str) -> Iterator[None]:
+    try:
+        yield
+    except grpc.RpcError as err:
+        error = error_from_rpc(err, service=service)
+        if isinstance(error, NotFound) and error.param is None:
+            # Every call the edge makes is about a model: a miss that names nothing is the request's `model`.
+            error.param = "model"
+        raise error from None
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    address: str
+    channel: grpc.aio.Channel
+
+
+class Backends:
+    """Channels and stubs for the services the edge calls; open only inside a running event loop."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        addresses = {
+            "tokenizer": settings.tokenizer_address,
+            "registry": settings.registry_address,
+            "inference": settings.inference_address,
+            "embeddings": settings.embeddings_address,
+        }
+        self.services = {name: Service(name, address, insecure_channel(address))
+                         for name, address in addresses.items() if address}
+        self.tokenizer = tokenizer_grpc.TokenizerServiceStub(self.services["tokenizer"].channel)
+        self.registry = registry_grpc.RegistryServiceStub(self.services["registry"].channel)
+        self.inference = inference_grpc.InferenceServiceStub(self.services["inference"].channel)
+        self._timeout = settings.call_timeout
+        self._resolved: dict[str, tuple[float, registry_pb2.ModelInfo]] = {}
+
+    async def close(self) -> None:
+        await asyncio.gather(*(service.channel.close() for service in self.services.values()))
+
+    async def resolve_model(self, name: str) -> registry_pb2.ModelInfo:
+        now = time.monotonic()
+        cached = self._resolved.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            with translated("registry"):
+                reply = await self.registry.ResolveModel(registry_pb2.ResolveModelRequest(name=name),
+                                                         timeout=self._timeout)
+        except NotFound as error:
+            # The registry names its own field; to the HTTP client the unknown name is its `model`.
+            error.param = "model"
+            raise
+        if len(self._resolved) >= RESOLVE_CACHE_LIMIT:
+            self._resolved.clear()
+        self._resolved[name] = (now + RESOLVE_TTL, reply.model)
+        return reply.model
+
+    async def list_models(self) -> Sequence[registry_pb2.ModelInfo]:
+        with translated("registry"):
+            reply = await self.registry.ListModels(registry_pb2.ListModelsRequest(), timeout=self._timeout)
+        return reply.models
+
+    async def apply_chat_template(self, model: str, messages: Sequence[common_pb2.ChatMessage]) -> list[int]:
+        request = tokenizer_pb2.ApplyChatTemplateRequest(model=model, messages=messages)
+        with translated("tokenizer"):
+            reply = await self.tokenizer.ApplyChatTemplate(request, timeout=self._timeout)
+        return list(reply.token_ids)
+
+    def generate(self, request: inference_pb2.GenerateRequest) -> grpc.aio.UnaryStreamCall:
+        # No deadline: a long completion is legitimate, and a client that gives up cancels the call.
+        return self.inference.Generate(request)
+
+
+BACKENDS = web.AppKey("backends", Backends)

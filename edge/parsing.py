@@ -1,0 +1,120 @@
+"""Request bodies into validated models, every failure a 400 that names the parameter as OpenAI does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from edge.schemas import ChatCompletionRequest, ChatMessage
+from ingot.common.errors import InvalidArgument
+
+M = TypeVar("M", bound=BaseModel)
+
+BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you "
+    "have trouble figuring out how to fix this, please contact the server's operator.)"
+)
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and a NaN temperature slips past range checks.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except ValueError:  # also UnicodeDecodeError and the constants above
+        raise InvalidArgument(BAD_JSON) from None
+    if not isinstance(value, dict):
+        raise InvalidArgument("The request body must be a JSON object.")
+    return value
+
+
+def param_path(loc: Sequence[int | str]) -> str:
+    """pydantic's ("messages", 0, "role") as OpenAI writes it: messages[0].role."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+# pydantic describes types in Python's words ("a valid dictionary or instance of ChatMessage"); clients
+# send JSON.
+_JSON_TYPES = {
+    "model_type": "an object", "dict_type": "an object", "list_type": "an array", "string_type": "a string",
+    "int_type": "an integer", "float_type": "a number", "bool_type": "a boolean",
+}
+
+
+def _sentence(text: str) -> str:
+    text = text[:1].lower() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def invalid_argument(error: ErrorDetails) -> InvalidArgument:
+    param = param_path(error["loc"])
+    kind = error["type"]
+    if kind == "missing":
+        message = f"Missing required parameter: '{param}'."
+    elif kind == "extra_forbidden":
+        message = f"Unsupported parameter: '{param}' is not supported by this server yet."
+    elif kind in _JSON_TYPES:
+        message = f"Invalid type for '{param}': expected {_JSON_TYPES[kind]}."
+    elif kind.endswith("_type"):
+        message = f"Invalid type for '{param}': {_sentence(error['msg'])}"
+    else:
+        message = f"Invalid value for '{param}': {_sentence(error['msg'])}"
+    return InvalidArgument(message, param=param)
+
+
+def validate(model: type[M], body: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        # One error at a time, as OpenAI answers: the first is the one a client fixes first.
+        raise invalid_argument(exc.errors()[0]) from None
+
+
+def parse_chat_request(body: bytes) -> ChatCompletionRequest:
+    request = validate(ChatCompletionRequest, parse_json_object(body))
+    if request.n is not None and request.n != 1:
+        raise InvalidArgument("Invalid value for 'n': only n=1 is supported; n>1 is not supported by this "
+                              "server yet.", param="n")
+    if (request.max_tokens is not None and request.max_completion_tokens is not None
+            and request.max_tokens != request.max_completion_tokens):
+        raise InvalidArgument(
+            f"max_tokens ({request.max_tokens}) and max_completion_tokens ({request.max_completion_tokens}) "
+            "disagree; send only max_completion_tokens.", param="max_completion_tokens")
+    if request.stream_options is not None and not request.stream:
+        raise InvalidArgument("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                              param="stream_options")
+    for index, message in enumerate(request.messages):
+        _check_message(f"messages[{index}]", message)
+    return request
+
+
+def _check_message(where: str, message: ChatMessage) -> None:
+    """What one role requires of its fields, which a single message model cannot say per role."""
+    if message.tool_calls is not None and message.role != "assistant":
+        raise InvalidArgument(f"Invalid value for '{where}.tool_calls': only assistant messages carry tool "
+                              "calls.", param=f"{where}.tool_calls")
+    if message.tool_call_id is not None and message.role != "tool":
+        raise InvalidArgument(f"Invalid value for '{where}.tool_call_id': only tool messages carry a "
+                              "tool_call_id.", param=f"{where}.tool_call_id")
+    if message.role == "tool" and message.tool_call_id is None:
+        raise InvalidArgument(f"Missing required parameter: '{where}.tool_call_id'.", param=f"{where}.tool_call_id")
+    if message.role == "assistant":
+        if message.content is None and not message.tool_calls:
+            raise InvalidArgument(f"Missing required parameter: '{where}.content' (an assistant message needs "
+                                  "content or tool_calls).", param=f"{where}.content")
+    elif message.content is None:
+        raise InvalidArgument(f"Missing required parameter: '{where}.content'.", param=f"{where}.content")

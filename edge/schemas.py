@@ -1,0 +1,167 @@
+"""OpenAI's chat completion request and response bodies, as far as this server supports them.
+
+Requests forbid unknown fields (an unsupported parameter is an error, never silently dropped) and
+validate strictly, as OpenAI does: "0.5" is not a temperature. Responses are serialized from these
+models so that every route emits the same field names and nulls.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic_core import PydanticCustomError
+
+# The protobuf fields they travel in are uint32.
+_UINT32_MAX = 2**32 - 1
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # Clients serialize unset options as null ("stop": null); that asks for nothing, so it is not an
+        # unsupported parameter. Any real value of an unknown field still fails as extra_forbidden.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None or key in cls.model_fields}
+        return data
+
+
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "text":
+            raise PydanticCustomError("unsupported_part", "'{kind}' parts are not supported by this server yet; "
+                                      "only 'text' parts are", {"kind": value})
+        return value
+
+
+class FunctionCall(_Request):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Request):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(_Request):
+    role: Literal["system", "user", "assistant", "tool"]
+    # A plain string arrives as one text part: templates see the same text either way, and keeping the
+    # field a single list type (not a union) keeps pydantic's error locations free of union member names.
+    content: list[TextPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _string_is_one_part(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [{"type": "text", "text": value}]
+        if value is not None and not isinstance(value, list):
+            raise PydanticCustomError("content_type", "expected a string or an array of text parts")
+        return value
+
+    def text(self) -> str | None:
+        if self.content is None:
+            return None
+        return "\n".join(part.text for part in self.content)
+
+
+class StreamOptions(_Request):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(_Request):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    max_completion_tokens: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer
+    def _only_what_changed(self) -> dict[str, str]:
+        # OpenAI's deltas carry only what is new: {} on the chunk that ends a choice.
+        return {key: value for key, value in (("role", self.role), ("content", self.content)) if value is not None}
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    # OpenAI sends "usage": null on every chunk when include_usage is on, and no key otherwise.
+    usage: Usage | None = None
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]

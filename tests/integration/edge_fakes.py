@@ -1,0 +1,172 @@
+"""Fake tokenizer, registry and inference services on real grpc.aio servers, and the edge in front of them.
+
+The `mesh` and `client` fixtures in conftest.py put them together for the edge's integration tests. The fakes run inside the common
+ServiceHost (error interceptor, health), so errors cross the wire exactly as the real services send them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+from edge.settings import EdgeSettings
+from ingot.common.errors import IngotError, NotFound
+from ingot.common.grpcserver import ServiceHost
+from ingot.common.v1 import common_pb2
+from ingot.inference.v1 import inference_service_pb2 as inference_pb2
+from ingot.inference.v1 import inference_service_pb2_grpc as inference_grpc
+from ingot.registry.v1 import registry_service_pb2 as registry_pb2
+from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from ingot.tokenizer.v1 import tokenizer_service_pb2 as tokenizer_pb2
+from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as tokenizer_grpc
+
+CHAT_ID = "SmolLM2-135M-Instruct-generic-cpu:1"
+CHAT_ALIAS = "smollm2-135m-instruct"
+EMBED_ID = "all-MiniLM-L6-v2-generic-cpu:1"
+EMBED_ALIAS = "all-minilm-l6-v2"
+CREATED = 1_763_000_000
+
+MODELS = (
+    registry_pb2.ModelInfo(id=CHAT_ID, alias=CHAT_ALIAS, publisher="HuggingFaceTB", created=CREATED,
+                           task=common_pb2.MODEL_TASK_CHAT_COMPLETION),
+    registry_pb2.ModelInfo(id=EMBED_ID, alias=EMBED_ALIAS, publisher="sentence-transformers", created=CREATED,
+                           task=common_pb2.MODEL_TASK_EMBEDDINGS),
+)
+
+
+class FakeRegistry(registry_grpc.RegistryServiceServicer):
+    def __init__(self) -> None:
+        self.resolved: list[str] = []
+
+    async def ResolveModel(self, request, context):
+        self.resolved.append(request.name)
+        for model in MODELS:
+            if request.name in (model.id, model.alias):
+                return registry_pb2.ResolveModelResponse(model=model)
+        raise NotFound(f"Model '{request.name}' is not in the cache.")
+
+    async def ListModels(self, request, context):
+        return registry_pb2.ListModelsResponse(models=MODELS)
+
+
+class FakeTokenizer(tokenizer_grpc.TokenizerServiceServicer):
+    def __init__(self) -> None:
+        self.requests: list[tokenizer_pb2.ApplyChatTemplateRequest] = []
+
+    async def ApplyChatTemplate(self, request, context):
+        self.requests.append(request)
+        prompt = "".join(f"<{m.role}>{m.content}" for m in request.messages)
+        return tokenizer_pb2.ApplyChatTemplateResponse(prompt=prompt, token_ids=range(len(prompt.split())))
+
+
+@dataclass
+class Script:
+    """What the fake inference service does with the next Generate call."""
+
+    pieces: list[str] = field(default_factory=lambda: ["Hello", ",", " world"])
+    finish: int = common_pb2.FINISH_REASON_STOP
+    # Raised before the first message, or after the pieces.
+    fail_first: IngotError | None = None
+    fail_after: IngotError | None = None
+    # After the pieces, wait for a cancellation that must come from the edge.
+    hang: bool = False
+    # Keep sending a piece every 10 ms until cancelled.
+    endless: bool = False
+
+
+class FakeInference(inference_grpc.InferenceServiceServicer):
+    def __init__(self) -> None:
+        self.script = Script()
+        self.requests: list[inference_pb2.GenerateRequest] = []
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def Generate(self, request, context):
+        self.requests.append(request)
+        self.started.set()
+        script = self.script
+        try:
+            if script.fail_first:
+                raise script.fail_first
+            ends = not (script.hang or script.endless or script.fail_after)
+            for index, piece in enumerate(script.pieces):
+                last = ends and index == len(script.pieces) - 1
+                yield inference_pb2.GenerateResponse(
+                    token_ids=[100 + index], text=piece,
+                    finish_reason=script.finish if last else common_pb2.FINISH_REASON_UNSPECIFIED,
+                    usage=common_pb2.Usage(prompt_tokens=len(request.prompt_token_ids),
+                                           completion_tokens=len(script.pieces),
+                                           total_tokens=len(request.prompt_token_ids) + len(script.pieces))
+                    if last else None)
+            if script.fail_after:
+                raise script.fail_after
+            if script.hang:
+                await asyncio.Event().wait()
+            while script.endless:
+                await asyncio.sleep(0.01)
+                yield inference_pb2.GenerateResponse(token_ids=[7], text=" more")
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+def _service_name(module, service: str) -> str:
+    return module.DESCRIPTOR.services_by_name[service].full_name
+
+
+class Mesh:
+    """The three fakes, each a real gRPC server on a free port."""
+
+    def __init__(self) -> None:
+        self.registry = FakeRegistry()
+        self.tokenizer = FakeTokenizer()
+        self.inference = FakeInference()
+        self.hosts: dict[str, ServiceHost] = {}
+        self.addresses: dict[str, str] = {}
+        self._stopped: set[str] = set()
+
+    async def start(self) -> None:
+        wiring = (
+            ("tokenizer", self.tokenizer, tokenizer_grpc.add_TokenizerServiceServicer_to_server,
+             _service_name(tokenizer_pb2, "TokenizerService")),
+            ("registry", self.registry, registry_grpc.add_RegistryServiceServicer_to_server,
+             _service_name(registry_pb2, "RegistryService")),
+            ("inference", self.inference, inference_grpc.add_InferenceServiceServicer_to_server,
+             _service_name(inference_pb2, "InferenceService")),
+        )
+        for name, servicer, add, service_name in wiring:
+            host = ServiceHost(name, [service_name])
+            add(servicer, host.server)
+            self.addresses[name] = await host.start("127.0.0.1:0")
+            await host.set_serving(True)
+            self.hosts[name] = host
+
+    def settings(self, **overrides: str) -> EdgeSettings:
+        return EdgeSettings(tokenizer_address=self.addresses["tokenizer"],
+                            registry_address=self.addresses["registry"],
+                            inference_address=self.addresses["inference"], **overrides)
+
+    async def stop_service(self, name: str) -> None:
+        self._stopped.add(name)
+        await self.hosts[name].stop(0)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(host.stop(0) for name, host in self.hosts.items() if name not in self._stopped))
+
+
+def chat_body(**extra: object) -> dict[str, object]:
+    return {"model": CHAT_ALIAS, "messages": [{"role": "user", "content": "Say hello"}], **extra}
+
+
+def sse_data(body: str) -> list[str]:
+    """The data of each event, checking the framing on the way: `data: ` lines only, one per event."""
+    assert body.endswith("\n\n"), body
+    events = body[:-2].split("\n\n")
+    for event in events:
+        assert event.startswith("data: ") and "\n" not in event, event
+    return [event.removeprefix("data: ") for event in events]
+
+
+def sse_json(body: str) -> list[dict]:
+    return [json.loads(data) for data in sse_data(body) if data != "[DONE]"]

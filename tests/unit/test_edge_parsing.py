@@ -1,0 +1,127 @@
+"""Chat request validation: every bad input is a 400 that names the parameter the client must fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.parsing import BAD_JSON, param_path, parse_chat_request
+from ingot.common.errors import InvalidArgument
+
+USER = {"role": "user", "content": "hi"}
+
+
+def body(**fields: object) -> dict[str, object]:
+    return {"model": "m", "messages": [USER], **fields}
+
+
+def rejects(raw: bytes | dict) -> InvalidArgument:
+    data = raw if isinstance(raw, bytes) else json.dumps(raw).encode()
+    with pytest.raises(InvalidArgument) as caught:
+        parse_chat_request(data)
+    assert caught.value.http_status == 400
+    return caught.value
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"{'model': 1}", b"\xff\xfe{}", b'{"model": "m", "temperature": NaN}'])
+def test_unparseable_body(raw: bytes) -> None:
+    error = rejects(raw)
+    assert (error.message, error.param) == (BAD_JSON, None)
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'"text"', b"null", b"3"])
+def test_body_must_be_an_object(raw: bytes) -> None:
+    assert rejects(raw).param is None
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"model": None}, "model"),
+    ({"model": ""}, "model"),
+    ({"model": 7}, "model"),
+    ({"messages": []}, "messages"),
+    ({"messages": "hi"}, "messages"),
+    ({"messages": [USER, "hi"]}, "messages[1]"),
+    ({"messages": [{"content": "hi"}]}, "messages[0].role"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
+    ({"messages": [{"role": "function", "content": "hi", "name": "f"}]}, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
+    ({"messages": [USER, {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+     "messages[1].content[0].type"),
+    ({"messages": [{"role": "user"}]}, "messages[0].content"),
+    ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
+    ({"messages": [{"role": "user", "content": "hi", "audio": {"id": "a"}}]}, "messages[0].audio"),
+    ({"messages": [{"role": "assistant"}]}, "messages[0].content"),
+    ({"messages": [{"role": "tool", "content": "42"}]}, "messages[0].tool_call_id"),
+    ({"messages": [{"role": "user", "content": "hi", "tool_call_id": "c"}]}, "messages[0].tool_call_id"),
+    ({"messages": [{"role": "user", "content": "hi", "tool_calls": []}]}, "messages[0].tool_calls"),
+    ({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f"}}]}]},
+     "messages[0].tool_calls[0].function.arguments"),
+    ({"temperature": 2.5}, "temperature"),
+    ({"temperature": -0.1}, "temperature"),
+    ({"temperature": "0.5"}, "temperature"),
+    ({"temperature": True}, "temperature"),
+    ({"max_tokens": True}, "max_tokens"),
+    ({"top_p": 0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": 1.5}, "max_tokens"),
+    ({"max_tokens": 2**40}, "max_tokens"),
+    ({"max_completion_tokens": -3}, "max_completion_tokens"),
+    ({"max_tokens": 5, "max_completion_tokens": 6}, "max_completion_tokens"),
+    ({"stream": "yes"}, "stream"),
+    ({"stream": True, "stream_options": {"include_usage": True, "chunk_size": 3}}, "stream_options.chunk_size"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ({"n": 2}, "n"),
+    ({"n": 0}, "n"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"stop": "\n"}, "stop"),
+])
+def test_bad_parameter_is_named(fields: dict[str, object], param: str) -> None:
+    assert rejects(body(**fields)).param == param
+
+
+def test_missing_fields_say_so() -> None:
+    assert rejects({"messages": [USER]}).message == "Missing required parameter: 'model'."
+    assert rejects({"model": "m"}).message == "Missing required parameter: 'messages'."
+
+
+def test_unsupported_parameter_message() -> None:
+    error = rejects(body(logit_bias={"1": 2}))
+    assert error.message == "Unsupported parameter: 'logit_bias' is not supported by this server yet."
+
+
+def test_n_above_one_says_it_is_not_supported_yet() -> None:
+    assert "n>1 is not supported" in rejects(body(n=3)).message
+
+
+def test_accepts_every_supported_parameter() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    request = parse_chat_request(json.dumps(body(
+        messages=[{"role": "system", "content": "s"},
+                  {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                   "name": "ann"},
+                  {"role": "assistant", "content": None, "tool_calls": [call]},
+                  {"role": "tool", "tool_call_id": "c1", "content": "r"}],
+        max_tokens=9, max_completion_tokens=9, temperature=0, top_p=1, stream=True,
+        stream_options={"include_usage": True}, n=1)).encode())
+    assert request.messages[1].text() == "a\nb"
+    assert request.messages[2].text() is None
+    assert request.token_limit == 9
+    assert request.include_usage
+    assert request.temperature == 0.0
+
+
+def test_null_stands_for_absent() -> None:
+    # What SDKs send for options their user left unset: nothing is asked for, so nothing is refused.
+    request = parse_chat_request(json.dumps(body(stop=None, logit_bias=None, tools=None, stream=None,
+                                                 messages=[{"role": "user", "content": "hi",
+                                                            "refusal": None}])).encode())
+    assert request.stream is None
+
+
+def test_param_path() -> None:
+    assert param_path(("messages", 0, "content", 2, "text")) == "messages[0].content[2].text"
+    assert param_path(("temperature",)) == "temperature"
