@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from ingot.common.errors import InvalidArgument, NotFound, error_from_rpc
 from ingot.common.v1 import common_pb2
