@@ -22,8 +22,8 @@ from edge import convert
 from edge.backends import BACKENDS, translated
 from edge.errors import Failure, error_body
 from edge.parsing import parse_chat_request
-from edge.schemas import (AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta,
-                          Usage)
+from edge.schemas import (AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs,
+                          ChunkChoice, Delta, Usage)
 from edge.sse import EventStream
 from ingot.common.errors import IngotError, Internal, InvalidArgument
 from ingot.common.v1 import common_pb2
@@ -37,47 +37,83 @@ _CHAT_TASKS = (common_pb2.MODEL_TASK_CHAT_COMPLETION, common_pb2.MODEL_TASK_UNSP
 
 
 @dataclass
+class ChoiceState:
+    text: list[str] = field(default_factory=list)
+    logprobs: list[inference_pb2.TokenLogprob] = field(default_factory=list)
+    final: inference_pb2.GenerateResponse | None = None
+    # Streaming: whether this choice's first chunk (the one carrying the role) went out.
+    opened: bool = False
+
+
+@dataclass
 class Completion:
-    """One answer under way: what every chunk repeats, and what the final usage is counted from."""
+    """One answer under way, with one state per choice: what every chunk repeats, and what the final
+    usage is counted from."""
 
     model: str
     prompt_tokens: int
+    n: int = 1
     include_usage: bool = False
+    logprobs: bool = False
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
-    text: list[str] = field(default_factory=list)
     completion_tokens: int = 0
-    final: inference_pb2.GenerateResponse | None = None
+    choices: list[ChoiceState] = field(default_factory=list)
 
-    def add(self, message: inference_pb2.GenerateResponse) -> None:
-        self.text.append(message.text)
+    def __post_init__(self) -> None:
+        self.choices = [ChoiceState() for _ in range(self.n)]
+
+    def add(self, message: inference_pb2.GenerateResponse) -> ChoiceState:
+        if message.index >= self.n:
+            raise Internal(f"The inference service sent choice {message.index} of {self.n}.")
+        state = self.choices[message.index]
+        state.text.append(message.text)
+        state.logprobs.extend(message.logprobs)
         self.completion_tokens += len(message.token_ids)
         if message.finish_reason != common_pb2.FINISH_REASON_UNSPECIFIED:
-            self.final = message
+            state.final = message
+        return state
 
-    def finish_reason(self) -> str:
-        if self.final is None:
+    def finish_reason(self, index: int) -> str:
+        final = self.choices[index].final
+        if final is None:
             raise Internal("The inference service ended the stream without a finish reason.")
-        reason = convert.FINISH_REASONS.get(self.final.finish_reason)
+        reason = convert.FINISH_REASONS.get(final.finish_reason)
         if reason is None:
-            raise Internal(f"The inference service sent an unknown finish reason ({self.final.finish_reason}).")
+            raise Internal(f"The inference service sent an unknown finish reason ({final.finish_reason}).")
         return reason
 
     def usage(self) -> Usage:
-        assert self.final is not None
-        return convert.usage(self.final, self.prompt_tokens, self.completion_tokens)
+        finals = [state.final for state in self.choices]
+        if all(final is not None and final.HasField("usage") for final in finals):
+            completion = sum(final.usage.completion_tokens for final in finals)
+        else:
+            completion = self.completion_tokens
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=completion,
+                     total_tokens=self.prompt_tokens + completion)
+
+    def _logprobs(self, entries) -> ChoiceLogprobs | None:
+        return convert.logprobs(entries) if self.logprobs else None
 
     def response(self) -> ChatCompletion:
-        reason = self.finish_reason()
-        return ChatCompletion(
-            id=self.id, created=self.created, model=self.model, usage=self.usage(),
-            choices=[Choice(message=AssistantMessage(content="".join(self.text)), finish_reason=reason)],
-        )
+        choices = [
+            Choice(index=index, message=AssistantMessage(content="".join(state.text)),
+                   finish_reason=self.finish_reason(index), logprobs=self._logprobs(state.logprobs))
+            for index, state in enumerate(self.choices)
+        ]
+        return ChatCompletion(id=self.id, created=self.created, model=self.model, usage=self.usage(), choices=choices)
 
-    def chunk(self, delta: Delta | None = None, finish_reason: str | None = None) -> str:
-        choices = [] if delta is None else [ChunkChoice(delta=delta, finish_reason=finish_reason)]
-        usage = self.usage() if delta is None else None
-        chunk = ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage)
+    def chunk(self, index: int, delta: Delta, finish_reason: str | None = None, logprobs=()) -> str:
+        choice = ChunkChoice(index=index, delta=delta, finish_reason=finish_reason,
+                             logprobs=self._logprobs(logprobs) if logprobs else None)
+        return self._serialize(ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
+                                                   choices=[choice]))
+
+    def usage_chunk(self) -> str:
+        return self._serialize(ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=[],
+                                                   usage=self.usage()))
+
+    def _serialize(self, chunk: ChatCompletionChunk) -> str:
         return chunk.model_dump_json(exclude=None if self.include_usage else {"usage"})
 
 
@@ -92,8 +128,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                               "chat-completion model.", param="model")
     prompt = await backends.apply_chat_template(model.id, [convert.chat_message(m) for m in chat.messages])
     call = backends.generate(inference_pb2.GenerateRequest(
-        model=model.id, prompt_token_ids=prompt, sampling=convert.sampling_params(chat)))
-    completion = Completion(model=model.id, prompt_tokens=len(prompt), include_usage=chat.include_usage)
+        model=model.id, prompt_token_ids=prompt, sampling=convert.sampling_params(chat, chat.token_limit),
+        n=chat.choices))
+    completion = Completion(model=model.id, prompt_tokens=len(prompt), n=chat.choices,
+                            include_usage=chat.include_usage, logprobs=bool(chat.logprobs))
     try:
         async with aclosing(_messages(call)) as messages:
             if chat.stream:
@@ -122,7 +160,6 @@ async def _stream(request: web.Request, messages: AsyncIterator[inference_pb2.Ge
     stream = EventStream()
     try:
         await stream.open(request)
-        await stream.send(completion.chunk(Delta(role="assistant", content="")))
         try:
             await _relay(stream, completion, first, messages)
         except ConnectionResetError:
@@ -143,13 +180,20 @@ async def _relay(stream: EventStream, completion: Completion, first: inference_p
                  rest: AsyncIterator[inference_pb2.GenerateResponse]) -> None:
     message: inference_pb2.GenerateResponse | None = first
     while message is not None:
-        completion.add(message)
-        if message.text:
-            await stream.send(completion.chunk(Delta(content=message.text)))
+        state = completion.add(message)
+        index = message.index
+        if not state.opened:
+            state.opened = True
+            await stream.send(completion.chunk(index, Delta(role="assistant", content="")))
+        if message.text or message.logprobs:
+            await stream.send(completion.chunk(index, Delta(content=message.text), logprobs=message.logprobs))
+        if state.final is not None:
+            await stream.send(completion.chunk(index, Delta(), completion.finish_reason(index)))
         message = await anext(rest, None)
-    # Sent once the call has ended cleanly, so a failure status after the last token still becomes an
+    # [DONE] only once the call has ended cleanly: a failure status after the last token still becomes an
     # error event rather than a normal finish.
-    await stream.send(completion.chunk(Delta(), completion.finish_reason()))
+    for index, state in enumerate(completion.choices):
+        completion.finish_reason(index)
     if completion.include_usage:
-        await stream.send(completion.chunk())
+        await stream.send(completion.usage_chunk())
     await stream.done()

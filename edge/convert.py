@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edge.schemas import ChatCompletionRequest, ChatMessage, Usage
+from edge.schemas import (ChatCompletionRequest, ChatMessage, ChoiceLogprobs, SamplingFields, TokenLogprob,
+                          TopLogprob)
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
@@ -23,7 +24,7 @@ FINISH_REASONS = {
 
 def chat_message(message: ChatMessage) -> common_pb2.ChatMessage:
     proto = common_pb2.ChatMessage(
-        role=message.role,
+        role="system" if message.role == "developer" else message.role,
         name=message.name or "",
         tool_call_id=message.tool_call_id or "",
         tool_calls=[
@@ -39,23 +40,34 @@ def chat_message(message: ChatMessage) -> common_pb2.ChatMessage:
     return proto
 
 
-def sampling_params(request: ChatCompletionRequest) -> inference_pb2.SamplingParams:
+def sampling_params(request: SamplingFields, max_tokens: int | None) -> inference_pb2.SamplingParams:
     # Only what the client set: an unset field lets the model's own defaults apply.
-    params = inference_pb2.SamplingParams()
-    if request.token_limit is not None:
-        params.max_tokens = request.token_limit
-    if request.temperature is not None:
-        params.temperature = request.temperature
-    if request.top_p is not None:
-        params.top_p = request.top_p
+    params = inference_pb2.SamplingParams(
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias={int(token): bias for token, bias in (request.logit_bias or {}).items()},
+        stop=request.stop or [],
+    )
+    if max_tokens is not None:
+        params.max_tokens = max_tokens
+    for name in ("temperature", "top_p", "top_k", "repetition_penalty"):
+        if (value := getattr(request, name)) is not None:
+            setattr(params, name, value)
+    seed = request.seed if request.seed is not None else request.random_seed
+    if seed is not None:
+        # OpenAI's seed is a signed 64-bit integer; the proto carries its two's-complement bits.
+        params.seed = seed % 2**64
+    if isinstance(request, ChatCompletionRequest) and request.logprobs:
+        params.logprobs = True
+        params.top_logprobs = request.top_logprobs or 0
     return params
 
 
-def usage(final: inference_pb2.GenerateResponse, prompt_tokens: int, completion_tokens: int) -> Usage:
-    """The service's own count when it sent one, else what the edge counted on the way through."""
-    if final.HasField("usage"):
-        u = final.usage
-        return Usage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                     total_tokens=u.total_tokens or u.prompt_tokens + u.completion_tokens)
-    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                 total_tokens=prompt_tokens + completion_tokens)
+def logprobs(entries) -> ChoiceLogprobs:
+    def top(entry) -> TopLogprob:
+        return TopLogprob(token=entry.token, logprob=entry.logprob, bytes=list(entry.bytes))
+
+    return ChoiceLogprobs(content=[
+        TokenLogprob(**top(entry).model_dump(), top_logprobs=[top(alt) for alt in entry.top_logprobs])
+        for entry in entries
+    ])

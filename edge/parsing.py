@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from edge.schemas import ChatCompletionRequest, ChatMessage
+from edge.schemas import ChatCompletionRequest, ChatMessage, SamplingFields
 from ingot.common.errors import InvalidArgument
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,20 +86,28 @@ def validate(model: type[M], body: dict[str, Any]) -> M:
 
 def parse_chat_request(body: bytes) -> ChatCompletionRequest:
     request = validate(ChatCompletionRequest, parse_json_object(body))
-    if request.n is not None and request.n != 1:
-        raise InvalidArgument("Invalid value for 'n': only n=1 is supported; n>1 is not supported by this "
-                              "server yet.", param="n")
+    check_sampling(request)
+    if request.top_logprobs is not None and not request.logprobs:
+        raise InvalidArgument("Invalid value for 'top_logprobs': it requires 'logprobs' to be true.",
+                              param="top_logprobs")
     if (request.max_tokens is not None and request.max_completion_tokens is not None
             and request.max_tokens != request.max_completion_tokens):
         raise InvalidArgument(
             f"max_tokens ({request.max_tokens}) and max_completion_tokens ({request.max_completion_tokens}) "
             "disagree; send only max_completion_tokens.", param="max_completion_tokens")
-    if request.stream_options is not None and not request.stream:
-        raise InvalidArgument("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                              param="stream_options")
     for index, message in enumerate(request.messages):
         _check_message(f"messages[{index}]", message)
     return request
+
+
+def check_sampling(request: SamplingFields) -> None:
+    """Rules between sampling fields that no single field can state."""
+    if request.stream_options is not None and not request.stream:
+        raise InvalidArgument("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                              param="stream_options")
+    if request.seed is not None and request.random_seed is not None and request.seed != request.random_seed:
+        raise InvalidArgument(f"seed ({request.seed}) and random_seed ({request.random_seed}) disagree; send one.",
+                              param="random_seed")
 
 
 def _check_message(where: str, message: ChatMessage) -> None:

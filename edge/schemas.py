@@ -54,7 +54,8 @@ class ToolCall(_Request):
 
 
 class ChatMessage(_Request):
-    role: Literal["system", "user", "assistant", "tool"]
+    # "developer" is OpenAI's newer name for the system role; templates know only "system".
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     # A plain string arrives as one text part: templates see the same text either way, and keeping the
     # field a single list type (not a union) keeps pydantic's error locations free of union member names.
     content: list[TextPart] | None = None
@@ -81,24 +82,75 @@ class StreamOptions(_Request):
     include_usage: bool | None = None
 
 
-class ChatCompletionRequest(_Request):
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
+MAX_CHOICES = 16
+
+
+class SamplingFields(_Request):
+    """The sampling parameters chat and text completions share, validated as OpenAI does."""
+
     max_tokens: int | None = Field(None, gt=0, le=_UINT32_MAX)
-    max_completion_tokens: int | None = Field(None, gt=0, le=_UINT32_MAX)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
+    # Not OpenAI's, but vLLM's and Databricks': clients coming from them send it.
+    top_k: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
+    # Foundry Local's name for seed.
+    random_seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    # Token ids (as JSON object keys) to a bias in [-100, 100].
+    logit_bias: dict[str, float] | None = None
+    stop: list[str] | None = Field(None, max_length=4)
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    n: int | None = None
+    user: str | None = Field(None, max_length=256)
 
-    @property
-    def token_limit(self) -> int | None:
-        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("stop")
+    @classmethod
+    def _stops_are_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not stop for stop in value):
+            raise PydanticCustomError("empty_stop", "stop sequences must not be empty")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids_to_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for key, bias in (value or {}).items():
+            if not key.isdigit() or int(key) > _UINT32_MAX:
+                raise PydanticCustomError("logit_bias_key", "keys must be token ids, got {key!r}", {"key": key})
+            if not -100 <= bias <= 100:
+                raise PydanticCustomError("logit_bias_value", "biases must be between -100 and 100, got {bias}",
+                                          {"bias": bias})
+        return value
 
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def choices(self) -> int:
+        return self.n or 1
+
+
+class ChatCompletionRequest(SamplingFields):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    # OpenAI's: up to 16 string pairs, stored with the request; here they are logged with it.
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
 class Usage(BaseModel):
@@ -112,11 +164,26 @@ class AssistantMessage(BaseModel):
     content: str
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob]
+    refusal: None = None
+
+
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -142,7 +209,7 @@ class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):

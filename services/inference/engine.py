@@ -26,6 +26,7 @@ from ingot.common.errors import FailedPrecondition, IngotError, Internal, Resour
 from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from services.inference import models
+from services.inference.logits import LogitsProcessor, LogprobEntry, log_softmax, logprob_entry
 from services.inference.sampling import Budget
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Tokens:
-    token_ids: list[int]
+    index: int
+    token_id: int
     text: str
+    logprob: LogprobEntry | None = None
 
 
 @dataclass(frozen=True)
 class Finished:
+    index: int
     reason: int  # common_pb2.FinishReason
     prompt_tokens: int
     completion_tokens: int
@@ -46,6 +50,7 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
+    index: int
     error: IngotError
 
 
@@ -62,6 +67,10 @@ class Sequence:
     search_options: dict[str, Any]
     budget: Budget
     emit: Callable[[Event], None]
+    index: int = 0
+    processor: LogitsProcessor | None = None
+    # None: no logprobs; 0..20: each token's logprob with that many alternatives.
+    top_logprobs: int | None = None
     cancelled: bool = False
     generator: og.Generator | None = None
     stream: Any = None
@@ -224,6 +233,7 @@ class Engine:
                 generator.append_tokens(chunk)
                 sequence.prefilled += len(chunk)
                 return
+            logprobs = self._process_logits(sequence, generator)
             generator.generate_next_token()
             token = int(generator.get_next_tokens()[0])
             if token in model.eos_token_ids and generator.is_done():
@@ -231,20 +241,35 @@ class Engine:
                 return
             sequence.generated += 1
             model.generated_tokens += 1
+            if sequence.processor is not None:
+                sequence.processor.observe(token)
             text = "" if token in model.special_token_ids else sequence.stream.decode(token)
-            sequence.emit(Tokens([token], text))
+            entry = None if logprobs is None else logprob_entry(logprobs, token, sequence.top_logprobs or 0)
+            sequence.emit(Tokens(sequence.index, token, text, entry))
             if sequence.generated >= sequence.budget.max_tokens or generator.is_done():
                 self._finish(sequence, common_pb2.FINISH_REASON_LENGTH)
         except Exception as exc:  # noqa: BLE001 - a failing sequence must not take the others down
             log.exception("generation failed for %s", sequence.model_id)
             self._fail(sequence, Internal(f"Generation failed: {exc}"))
 
+    @staticmethod
+    def _process_logits(sequence: Sequence, generator: og.Generator):
+        """Applies the sequence's bias and penalties; returns the log-distribution when logprobs are wanted."""
+        if sequence.processor is None and sequence.top_logprobs is None:
+            return None
+        logits = generator.get_logits()
+        row = logits[0, -1]
+        if sequence.processor is not None:
+            sequence.processor.apply(row)
+            generator.set_logits(logits)
+        return None if sequence.top_logprobs is None else log_softmax(row)
+
     def _finish(self, sequence: Sequence, reason: int) -> None:
-        sequence.emit(Finished(reason, len(sequence.prompt), sequence.generated))
+        sequence.emit(Finished(sequence.index, reason, len(sequence.prompt), sequence.generated))
         self._retire(sequence)
 
     def _fail(self, sequence: Sequence, error: IngotError) -> None:
-        sequence.emit(Failed(error))
+        sequence.emit(Failed(sequence.index, error))
         self._retire(sequence)
 
     def _retire(self, sequence: Sequence) -> None:

@@ -12,6 +12,7 @@ import onnxruntime_genai as og
 
 from ingot.common.errors import FailedPrecondition
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
+from services.inference.tokenbytes import load_token_bytes
 
 
 @dataclass
@@ -24,6 +25,8 @@ class LoadedModel:
     # text, which must never reach a client's content.
     special_token_ids: frozenset[int]
     vocab_size: int
+    # Each token's UTF-8 bytes, for logprobs.
+    token_bytes: list[bytes]
     loaded_at: float = field(default_factory=time.time)
     # Written by the engine thread only; read by the event loop for ListLoadedModels.
     active_sequences: int = 0
@@ -41,6 +44,7 @@ def load(info: registry_pb.ModelInfo) -> LoadedModel:
     if not config_file.is_file():
         raise FailedPrecondition(f"The model '{info.id}' has no genai_config.json in {path}.", param="model")
     genai = json.loads(config_file.read_text())
+    vocab_size = int(genai["model"]["vocab_size"])
     config = og.Config(str(path))
     model = og.Model(config)
     tokenizer = og.Tokenizer(model)
@@ -50,7 +54,8 @@ def load(info: registry_pb.ModelInfo) -> LoadedModel:
         tokenizer=tokenizer,
         eos_token_ids=frozenset(int(t) for t in tokenizer.eos_token_ids),
         special_token_ids=_special_token_ids(path / "tokenizer.json"),
-        vocab_size=int(genai["model"]["vocab_size"]),
+        vocab_size=vocab_size,
+        token_bytes=load_token_bytes(path / "tokenizer.json", vocab_size),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from ingot.common.errors import InvalidArgument
 from ingot.inference.v1 import inference_service_pb2 as pb
+from services.inference.logits import LogitsProcessor
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,45 @@ def search_options(params: pb.SamplingParams, max_length: int) -> dict[str, Any]
             raise InvalidArgument("repetition_penalty must be positive.", param="repetition_penalty")
         options["repetition_penalty"] = params.repetition_penalty
     return options
+
+
+MAX_STOP_STRINGS = 4
+MAX_TOP_LOGPROBS = 20
+MAX_CHOICES = 16
+
+
+def choices(n: int) -> int:
+    if n > MAX_CHOICES:
+        raise InvalidArgument(f"n must be at most {MAX_CHOICES}.", param="n")
+    return max(n, 1)
+
+
+def stop_strings(params: pb.SamplingParams) -> tuple[str, ...]:
+    if len(params.stop) > MAX_STOP_STRINGS:
+        raise InvalidArgument(f"At most {MAX_STOP_STRINGS} stop sequences are allowed.", param="stop")
+    if any(not stop for stop in params.stop):
+        raise InvalidArgument("A stop sequence must not be empty.", param="stop")
+    return tuple(params.stop)
+
+
+def top_logprobs(params: pb.SamplingParams) -> int | None:
+    if params.top_logprobs > MAX_TOP_LOGPROBS:
+        raise InvalidArgument(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}.", param="top_logprobs")
+    if params.top_logprobs and not params.logprobs:
+        raise InvalidArgument("top_logprobs requires logprobs to be true.", param="top_logprobs")
+    return params.top_logprobs if params.logprobs else None
+
+
+def logits_processor(params: pb.SamplingParams, vocab_size: int) -> LogitsProcessor | None:
+    for name in ("presence_penalty", "frequency_penalty"):
+        if not -2.0 <= getattr(params, name) <= 2.0:
+            raise InvalidArgument(f"{name} must be between -2 and 2.", param=name)
+    for token_id, bias in params.logit_bias.items():
+        if token_id >= vocab_size:
+            raise InvalidArgument(f"logit_bias names token {token_id}, outside the vocabulary of {vocab_size}.",
+                                  param="logit_bias")
+        if not -100.0 <= bias <= 100.0:
+            raise InvalidArgument(f"logit_bias for token {token_id} must be between -100 and 100.",
+                                  param="logit_bias")
+    processor = LogitsProcessor(dict(params.logit_bias), params.presence_penalty, params.frequency_penalty)
+    return processor if processor.active else None

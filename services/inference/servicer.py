@@ -14,7 +14,9 @@ from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from services.inference import sampling
-from services.inference.engine import Engine, Failed, Finished, Sequence, Tokens, asyncio_emitter
+from services.inference.engine import Engine, Failed, Sequence, Tokens, asyncio_emitter
+from services.inference.logits import LogprobEntry
+from services.inference.stops import Piece, StopMatcher
 
 REGISTRY_TIMEOUT_S = 10.0
 # A resolution is reused this long, so a burst of requests asks the registry once.
@@ -65,42 +67,38 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         if prompt and max(prompt) >= model.vocab_size:
             raise InvalidArgument(
                 f"Token id {max(prompt)} is outside the model's vocabulary of {model.vocab_size}.", param="prompt")
-        requested = request.sampling.max_tokens if request.sampling.HasField("max_tokens") else None
+        params = request.sampling
+        requested = params.max_tokens if params.HasField("max_tokens") else None
         budget = sampling.budget(len(prompt), requested, context_length=model.info.context_length,
                                  max_output_tokens=model.info.max_output_tokens or model.info.context_length)
-        options = sampling.search_options(request.sampling, budget.max_length)
+        options = sampling.search_options(params, budget.max_length)
+        n = sampling.choices(request.n)
+        stops = sampling.stop_strings(params)
+        top_logprobs = sampling.top_logprobs(params)
+        sampling.logits_processor(params, model.vocab_size)  # validates before anything is admitted
         events: asyncio.Queue = asyncio.Queue()
-        sequence = Sequence(model_id=model.id, prompt=prompt, search_options=options, budget=budget,
-                            emit=asyncio_emitter(asyncio.get_running_loop(), events))
-        self._engine.submit(sequence)
+        emit = asyncio_emitter(asyncio.get_running_loop(), events)
+        sequences = []
+        for index in range(n):
+            choice_options = dict(options)
+            if "random_seed" in options:
+                choice_options["random_seed"] = (options["random_seed"] + index) % (2**31)
+            sequences.append(Sequence(
+                model_id=model.id, prompt=prompt, search_options=choice_options, budget=budget, emit=emit,
+                index=index, processor=sampling.logits_processor(params, model.vocab_size),
+                top_logprobs=top_logprobs))
         try:
+            for sequence in sequences:
+                self._engine.submit(sequence)
             # Headers go out on admission, so a caller knows its request is queued before the first token.
             await context.send_initial_metadata(())
-            while True:
-                batch = [await events.get()]
-                while not events.empty():
-                    batch.append(events.get_nowait())
-                # Tokens that piled up while the client read slowly go out as one message.
-                response = pb.GenerateResponse()
-                for event in batch:
-                    if isinstance(event, Tokens):
-                        response.token_ids.extend(event.token_ids)
-                        response.text += event.text
-                    elif isinstance(event, Finished):
-                        response.finish_reason = event.reason
-                        response.usage.CopyFrom(common_pb2.Usage(
-                            prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens,
-                            total_tokens=event.prompt_tokens + event.completion_tokens))
-                    elif isinstance(event, Failed):
-                        if response.token_ids:
-                            yield response
-                        raise event.error
+            async for response in _responses(events, sequences, stops, model):
                 yield response
-                if response.finish_reason:
-                    return
         finally:
-            # A no-op after a normal finish; on a cancelled call the engine drops the sequence before its next step.
-            sequence.cancel()
+            # A no-op after a normal finish; on a cancelled call the engine drops each sequence before its
+            # next step.
+            for sequence in sequences:
+                sequence.cancel()
 
     async def LoadModel(self, request: pb.LoadModelRequest, context) -> pb.LoadModelResponse:
         return pb.LoadModelResponse(model=_loaded_message(await self._chat_model(request.model)))
@@ -112,3 +110,74 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
     async def ListLoadedModels(self, request, context) -> pb.ListLoadedModelsResponse:
         return pb.ListLoadedModelsResponse(models=[_loaded_message(m) for m in self._engine.loaded()])
+
+
+class _Choice:
+    """One choice's stream: stop strings matched on its text, tokens counted up to where it ended."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.matcher = StopMatcher(stops)
+        self.completion_tokens = 0
+        self.done = False
+
+
+def _piece_message(response: pb.GenerateResponse, piece: Piece, model) -> None:
+    response.text += piece.text
+    response.token_ids.append(piece.token_id)
+    if piece.logprob is not None:
+        response.logprobs.append(_logprob_message(piece.logprob, model))
+
+
+def _logprob_message(entry: LogprobEntry, model) -> pb.TokenLogprob:
+    def spelled(token_id: int) -> tuple[str, bytes]:
+        raw = model.token_bytes[token_id]
+        return raw.decode("utf-8", errors="replace"), raw
+
+    token, raw = spelled(entry.token_id)
+    message = pb.TokenLogprob(token_id=entry.token_id, token=token, logprob=entry.logprob, bytes=raw)
+    for alternative in entry.top:
+        text, alt_raw = spelled(alternative.token_id)
+        message.top_logprobs.append(pb.TopLogprob(token_id=alternative.token_id, token=text,
+                                                  logprob=alternative.logprob, bytes=alt_raw))
+    return message
+
+
+async def _responses(events: asyncio.Queue, sequences: list[Sequence], stops: tuple[str, ...], model):
+    """Turns engine events into GenerateResponses: tokens that piled up while the client read slowly go
+    out as one message per choice, and a choice whose stop string matched ends at once."""
+    choices = [_Choice(stops) for _ in sequences]
+    prompt_tokens = len(sequences[0].prompt)
+    while not all(choice.done for choice in choices):
+        batch = [await events.get()]
+        while not events.empty():
+            batch.append(events.get_nowait())
+        responses: dict[int, pb.GenerateResponse] = {}
+        for event in batch:
+            choice = choices[event.index]
+            if choice.done:
+                continue
+            response = responses.setdefault(event.index, pb.GenerateResponse(index=event.index))
+            if isinstance(event, Failed):
+                raise event.error
+            if isinstance(event, Tokens):
+                choice.completion_tokens += 1
+                release = choice.matcher.feed(Piece(event.token_id, event.text, event.logprob))
+                for piece in release.pieces:
+                    _piece_message(response, piece, model)
+                if not release.stopped:
+                    continue
+                sequences[event.index].cancel()
+                reason = common_pb2.FINISH_REASON_STOP
+            else:
+                for piece in choice.matcher.flush():
+                    _piece_message(response, piece, model)
+                reason = event.reason
+            choice.done = True
+            response.finish_reason = reason
+            response.usage.CopyFrom(common_pb2.Usage(
+                prompt_tokens=prompt_tokens, completion_tokens=choice.completion_tokens,
+                total_tokens=prompt_tokens + choice.completion_tokens))
+        for index in sorted(responses):
+            response = responses[index]
+            if response.token_ids or response.text or response.finish_reason:
+                yield response

@@ -32,11 +32,21 @@ def test_unknown_model_is_openai_not_found(client):
         ({"model": SMOLLM2_ALIAS, "messages": HELLO, "max_tokens": 0}, "max_tokens"),
         ({"model": SMOLLM2_ALIAS, "messages": HELLO, "temperature": 3}, "temperature"),
         ({"model": SMOLLM2_ALIAS, "messages": HELLO, "top_p": 0}, "top_p"),
-        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "logit_bias": {"1": 5}}, "logit_bias"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "service_tier": "flex"}, "service_tier"),
         ({"messages": HELLO}, "model"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "presence_penalty": 3}, "presence_penalty"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "n": 0}, "n"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "n": 1000}, "n"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "logit_bias": {"1": 200}}, "logit_bias"),
+        ({"model": SMOLLM2_ALIAS, "messages": HELLO, "logit_bias": {"99999999": 5}}, "logit_bias"),
     ],
     ids=["missing-messages", "empty-messages", "messages-not-a-list", "unknown-role", "max-tokens-not-int",
-         "max-tokens-zero", "temperature-out-of-range", "top-p-zero", "unsupported-parameter", "missing-model"],
+         "max-tokens-zero", "temperature-out-of-range", "top-p-zero", "unsupported-parameter", "missing-model",
+         "presence-penalty", "frequency-penalty", "top-logprobs", "five-stops", "n-zero", "n-huge",
+         "bias-out-of-range", "bias-outside-vocabulary"],
 )
 def test_bad_request_is_400_naming_the_parameter(mesh, body, param):
     response = httpx.post(f"{mesh.base_url}/v1/chat/completions", json=body, timeout=30)

@@ -135,11 +135,11 @@ async def test_resolved_model_is_cached(client: TestClient, mesh: Mesh) -> None:
 
 
 async def test_unknown_parameter_is_400_before_any_call(client: TestClient, mesh: Mesh) -> None:
-    resp = await client.post(URL, json=chat_body(logit_bias={"50256": -100}))
+    resp = await client.post(URL, json=chat_body(service_tier="flex"))
     assert resp.status == 400
     error = (await resp.json())["error"]
-    assert error["param"] == "logit_bias"
-    assert error["message"] == "Unsupported parameter: 'logit_bias' is not supported by this server yet."
+    assert error["param"] == "service_tier"
+    assert error["message"] == "Unsupported parameter: 'service_tier' is not supported by this server yet."
     assert mesh.registry.resolved == []
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from edge import convert
 from edge.models import entries
 from edge.parsing import parse_chat_request
 from ingot.common.v1 import common_pb2
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 
@@ -34,19 +37,35 @@ def test_messages() -> None:
 
 
 def test_sampling_sets_only_what_was_asked() -> None:
-    params = convert.sampling_params(parse_chat_request(
-        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5, "temperature": 0}'))
+    chat = parse_chat_request(
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5, "temperature": 0}')
+    params = convert.sampling_params(chat, chat.token_limit)
     assert params.HasField("max_tokens") and params.max_tokens == 5
     assert params.HasField("temperature") and params.temperature == 0
-    assert not params.HasField("top_p")
+    assert not params.HasField("top_p") and not params.HasField("seed") and not params.logprobs
 
 
-def test_usage_falls_back_to_counts() -> None:
-    reported = inference_pb2.GenerateResponse(usage=common_pb2.Usage(prompt_tokens=4, completion_tokens=2,
-                                                                     total_tokens=6))
-    assert convert.usage(reported, 9, 9).model_dump() == {"prompt_tokens": 4, "completion_tokens": 2,
-                                                          "total_tokens": 6}
-    assert convert.usage(inference_pb2.GenerateResponse(), 3, 2).total_tokens == 5
+def test_every_sampling_field_reaches_the_proto() -> None:
+    chat = parse_chat_request(json.dumps({
+        "model": "m", "messages": [{"role": "user", "content": "x"}], "top_k": 7, "seed": -1,
+        "presence_penalty": 0.5, "frequency_penalty": -0.5, "logit_bias": {"42": -100}, "stop": "END",
+        "logprobs": True, "top_logprobs": 3, "repetition_penalty": 1.2}).encode())
+    params = convert.sampling_params(chat, None)
+    assert params.top_k == 7 and params.seed == 2**64 - 1
+    assert (params.presence_penalty, params.frequency_penalty) == (0.5, -0.5)
+    assert dict(params.logit_bias) == {42: -100.0} and list(params.stop) == ["END"]
+    assert params.logprobs and params.top_logprobs == 3
+    assert params.repetition_penalty == pytest.approx(1.2)
+
+
+def test_random_seed_is_foundrys_seed() -> None:
+    chat = parse_chat_request(b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "random_seed": 9}')
+    assert convert.sampling_params(chat, None).seed == 9
+
+
+def test_developer_messages_render_as_system() -> None:
+    chat = parse_chat_request(b'{"model": "m", "messages": [{"role": "developer", "content": "be brief"}]}')
+    assert convert.chat_message(chat.messages[0]).role == "system"
 
 
 def test_model_entries_list_aliases_once() -> None:

@@ -73,11 +73,20 @@ def test_body_must_be_an_object(raw: bytes) -> None:
     ({"stream": "yes"}, "stream"),
     ({"stream": True, "stream_options": {"include_usage": True, "chunk_size": 3}}, "stream_options.chunk_size"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
-    ({"n": 2}, "n"),
+    ({"n": 17}, "n"),
     ({"n": 0}, "n"),
-    ({"logit_bias": {"50256": -100}}, "logit_bias"),
+    ({"logit_bias": {"x": 1}}, "logit_bias"),
+    ({"logit_bias": {"1": 101}}, "logit_bias"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ({"stop": "\n"}, "stop"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"stop": [""]}, "stop"),
+    ({"presence_penalty": 2.5}, "presence_penalty"),
+    ({"frequency_penalty": -3}, "frequency_penalty"),
+    ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"top_k": 0}, "top_k"),
+    ({"seed": 1, "random_seed": 2}, "random_seed"),
+    ({"seed": "1"}, "seed"),
 ])
 def test_bad_parameter_is_named(fields: dict[str, object], param: str) -> None:
     assert rejects(body(**fields)).param == param
@@ -89,12 +98,12 @@ def test_missing_fields_say_so() -> None:
 
 
 def test_unsupported_parameter_message() -> None:
-    error = rejects(body(logit_bias={"1": 2}))
-    assert error.message == "Unsupported parameter: 'logit_bias' is not supported by this server yet."
+    error = rejects(body(service_tier="flex"))
+    assert error.message == "Unsupported parameter: 'service_tier' is not supported by this server yet."
 
 
-def test_n_above_one_says_it_is_not_supported_yet() -> None:
-    assert "n>1 is not supported" in rejects(body(n=3)).message
+def test_a_single_stop_string_is_a_list_of_one() -> None:
+    assert parse_chat_request(json.dumps(body(stop="END")).encode()).stop == ["END"]
 
 
 def test_accepts_every_supported_parameter() -> None:
