@@ -41,6 +41,12 @@ class Tokens:
 
 
 @dataclass(frozen=True)
+class PromptScored:
+    index: int
+    entries: list[LogprobEntry]
+
+
+@dataclass(frozen=True)
 class Finished:
     index: int
     reason: int  # common_pb2.FinishReason
@@ -54,7 +60,7 @@ class Failed:
     error: IngotError
 
 
-Event = Tokens | Finished | Failed
+Event = Tokens | PromptScored | Finished | Failed
 
 
 @dataclass(eq=False)
@@ -71,6 +77,9 @@ class Sequence:
     processor: LogitsProcessor | None = None
     # None: no logprobs; 0..20: each token's logprob with that many alternatives.
     top_logprobs: int | None = None
+    # Score the prompt too (echo with logprobs): prefill goes token by token to see every position's logits.
+    score_prompt: bool = False
+    prompt_entries: list[LogprobEntry] = field(default_factory=list)
     cancelled: bool = False
     generator: og.Generator | None = None
     stream: Any = None
@@ -229,9 +238,7 @@ class Engine:
                 sequence.stream = model.tokenizer.create_stream()
             generator = sequence.generator
             if sequence.prefilled < len(sequence.prompt):
-                chunk = sequence.prompt[sequence.prefilled:sequence.prefilled + self._prefill_chunk]
-                generator.append_tokens(chunk)
-                sequence.prefilled += len(chunk)
+                self._prefill(sequence, generator)
                 return
             logprobs = self._process_logits(sequence, generator)
             generator.generate_next_token()
@@ -251,6 +258,23 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - a failing sequence must not take the others down
             log.exception("generation failed for %s", sequence.model_id)
             self._fail(sequence, Internal(f"Generation failed: {exc}"))
+
+    def _prefill(self, sequence: Sequence, generator: og.Generator) -> None:
+        if not sequence.score_prompt:
+            chunk = sequence.prompt[sequence.prefilled:sequence.prefilled + self._prefill_chunk]
+            generator.append_tokens(chunk)
+            sequence.prefilled += len(chunk)
+            return
+        # get_logits only shows the last position, so scoring a prompt means one position per step.
+        for _ in range(min(self._prefill_chunk, len(sequence.prompt) - sequence.prefilled)):
+            generator.append_tokens(sequence.prompt[sequence.prefilled:sequence.prefilled + 1])
+            sequence.prefilled += 1
+            if sequence.prefilled < len(sequence.prompt):
+                scores = log_softmax(generator.get_logits()[0, -1])
+                sequence.prompt_entries.append(
+                    logprob_entry(scores, sequence.prompt[sequence.prefilled], sequence.top_logprobs or 0))
+        if sequence.prefilled == len(sequence.prompt):
+            sequence.emit(PromptScored(sequence.index, sequence.prompt_entries))
 
     @staticmethod
     def _process_logits(sequence: Sequence, generator: og.Generator):

@@ -14,7 +14,7 @@ from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from services.inference import sampling
-from services.inference.engine import Engine, Failed, Sequence, Tokens, asyncio_emitter
+from services.inference.engine import Engine, Failed, PromptScored, Sequence, Tokens, asyncio_emitter
 from services.inference.logits import LogprobEntry
 from services.inference.stops import Piece, StopMatcher
 
@@ -86,7 +86,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             sequences.append(Sequence(
                 model_id=model.id, prompt=prompt, search_options=choice_options, budget=budget, emit=emit,
                 index=index, processor=sampling.logits_processor(params, model.vocab_size),
-                top_logprobs=top_logprobs))
+                top_logprobs=top_logprobs, score_prompt=request.prompt_logprobs))
         try:
             for sequence in sequences:
                 self._engine.submit(sequence)
@@ -159,6 +159,9 @@ async def _responses(events: asyncio.Queue, sequences: list[Sequence], stops: tu
             response = responses.setdefault(event.index, pb.GenerateResponse(index=event.index))
             if isinstance(event, Failed):
                 raise event.error
+            if isinstance(event, PromptScored):
+                response.prompt_logprobs.extend(_logprob_message(entry, model) for entry in event.entries)
+                continue
             if isinstance(event, Tokens):
                 choice.completion_tokens += 1
                 release = choice.matcher.feed(Piece(event.token_id, event.text, event.logprob))
@@ -179,5 +182,5 @@ async def _responses(events: asyncio.Queue, sequences: list[Sequence], stops: tu
                 total_tokens=prompt_tokens + choice.completion_tokens))
         for index in sorted(responses):
             response = responses[index]
-            if response.token_ids or response.text or response.finish_reason:
+            if response.token_ids or response.text or response.finish_reason or response.prompt_logprobs:
                 yield response

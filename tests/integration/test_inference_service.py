@@ -156,3 +156,29 @@ async def test_load_list_and_unload(inference):
     assert [m.id for m in (await inference.ListLoadedModels(pb.ListLoadedModelsRequest())).models] == [SMOLLM2_ID]
     await inference.UnloadModel(pb.UnloadModelRequest(model=SMOLLM2_ID))
     assert not (await inference.ListLoadedModels(pb.ListLoadedModelsRequest())).models
+
+
+async def test_prompt_logprobs_score_every_prompt_token_after_the_first(inference, prompt_ids):
+    messages = [m async for m in inference.Generate(pb.GenerateRequest(
+        model="smollm2-135m-instruct", prompt_token_ids=prompt_ids, prompt_logprobs=True,
+        sampling=pb.SamplingParams(max_tokens=3, temperature=0, logprobs=True, top_logprobs=2)))]
+    scored = messages[0].prompt_logprobs
+    assert [entry.token_id for entry in scored] == prompt_ids[1:]
+    assert all(entry.logprob <= 0 and len(entry.top_logprobs) == 2 for entry in scored)
+    # The prompt is the chat template's own text, which the model predicts well at its fixed markers.
+    assert max(entry.logprob for entry in scored) > -0.5
+    assert sum(len(m.token_ids) for m in messages) == 3
+
+
+async def test_n_choices_with_a_seed_differ_from_each_other_and_repeat(inference, prompt_ids):
+    async def texts():
+        out = {0: "", 1: "", 2: ""}
+        async for m in inference.Generate(pb.GenerateRequest(
+                model="smollm2-135m-instruct", prompt_token_ids=prompt_ids, n=3,
+                sampling=pb.SamplingParams(max_tokens=10, temperature=1.0, seed=11))):
+            out[m.index] += m.text
+        return out
+
+    first = await texts()
+    assert first == await texts()
+    assert len(set(first.values())) > 1
