@@ -22,14 +22,18 @@ from typing import Any
 
 import onnxruntime_genai as og
 
-from ingot.common.errors import FailedPrecondition, IngotError, Internal, ResourceExhausted, Unavailable
+from ingot.common.errors import (FailedPrecondition, IngotError, Internal, InvalidArgument, ResourceExhausted,
+                                 Unavailable)
 from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
-from services.inference import models
+from services.inference import lifetime, models
 from services.inference.logits import LogitsProcessor, LogprobEntry, log_softmax, logprob_entry
 from services.inference.sampling import Budget
 
 log = logging.getLogger(__name__)
+
+# How often an idle engine wakes to unload models whose TTL ran out.
+_IDLE_TICK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -97,20 +101,27 @@ def asyncio_emitter(loop: asyncio.AbstractEventLoop, sink: asyncio.Queue[Event])
 
 
 class Engine:
-    def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int) -> None:
+    def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int, default_ttl: int = 0,
+                 memory_budget_bytes: int = 0) -> None:
         self._max_active = max_active
         self._max_waiting = max_waiting
         self._prefill_chunk = prefill_chunk
+        self._default_ttl = default_ttl
+        self._memory_budget = memory_budget_bytes
+        self.device_id = 0
         self._commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._models: dict[str, models.LoadedModel] = {}
         self._loading: dict[str, concurrent.futures.Future[models.LoadedModel]] = {}
         self._waiting: deque[Sequence] = deque()
         self._active: list[Sequence] = []
-        # Sequences admitted and not yet retired; guarded because submit runs on the loop thread.
+        # Sequences admitted and not yet retired, in all and per model; guarded because submit runs on the
+        # loop thread. A model with claims is busy: neither its TTL nor the memory budget unloads it.
         self._admitted = 0
+        self._claims: dict[str, int] = {}
         self._admitted_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ingot-engine", daemon=True)
         self._stopped = threading.Event()
+        self._next_expiry_check = 0.0
 
     # ----- called from the event loop -----
     def start(self) -> None:
@@ -119,26 +130,43 @@ class Engine:
     def loaded(self) -> list[models.LoadedModel]:
         return list(self._models.values())
 
-    def get(self, model_id: str) -> models.LoadedModel | None:
-        return self._models.get(model_id)
+    async def ensure_loaded(self, info: registry_pb.ModelInfo, *, execution_provider: str = "",
+                            ttl: int | None = None) -> models.LoadedModel:
+        """The loaded model, loading it first if needed; a different execution provider reloads an idle one."""
+        model = self._models.get(info.id)
+        if model is not None and execution_provider and execution_provider != model.execution_provider:
+            await self.unload(info.id, force=False)
+            model = None
+        if model is None:
+            future = self._loading.get(info.id)
+            if future is None:
+                future = concurrent.futures.Future()
+                self._loading[info.id] = future
+                self._commands.put(("load", info, execution_provider, future))
+            try:
+                model = await asyncio.wrap_future(future)
+            finally:
+                self._loading.pop(info.id, None)
+        if ttl is not None:
+            model.ttl_seconds = ttl
+        # A request on its way keeps the model from expiring or being evicted before it is admitted.
+        model.touch()
+        return model
 
-    async def ensure_loaded(self, info: registry_pb.ModelInfo) -> models.LoadedModel:
-        if (model := self._models.get(info.id)) is not None:
-            return model
-        future = self._loading.get(info.id)
-        if future is None:
-            future = concurrent.futures.Future()
-            self._loading[info.id] = future
-            self._commands.put(("load", info, future))
-        try:
-            return await asyncio.wrap_future(future)
-        finally:
-            self._loading.pop(info.id, None)
+    async def unload(self, model_id: str, *, force: bool) -> bool:
+        """Unloads a model; False if it was not loaded. A busy model needs force, which fails its sequences."""
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        self._commands.put(("unload", model_id, force, future))
+        return await asyncio.wrap_future(future)
 
-    async def unload(self, model_id: str) -> None:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._commands.put(("unload", model_id, future))
-        await asyncio.wrap_future(future)
+    def set_device(self, device_id: int) -> None:
+        if "cuda" not in models.available_providers():
+            raise FailedPrecondition("This host has no GPU: models run on the CPU, so there is no device to set.",
+                                     param="deviceId")
+        if device_id < 0:
+            raise InvalidArgument("A GPU device id is 0 or more.", param="deviceId")
+        # Taken by the next load; a model already loaded stays on its device.
+        self.device_id = device_id
 
     def submit(self, sequence: Sequence) -> None:
         with self._admitted_lock:
@@ -150,6 +178,7 @@ class Engine:
                     code="server_busy",
                 )
             self._admitted += 1
+            self._claims[sequence.model_id] = self._claims.get(sequence.model_id, 0) + 1
         self._commands.put(("generate", sequence))
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -159,18 +188,21 @@ class Engine:
     # ----- the engine thread -----
     def _run(self) -> None:
         while True:
-            if not self._drain_commands(block=not self._active and not self._waiting):
+            idle = not self._active and not self._waiting
+            if not self._drain_commands(timeout=_IDLE_TICK_S if idle else None):
                 break
             self._admit()
             for sequence in list(self._active):
                 self._step(sequence)
+            self._expire()
             # Generator calls hold the GIL; yielding it once per round keeps the gRPC event loop responsive.
             time.sleep(0)
         self._shutdown()
 
-    def _drain_commands(self, *, block: bool) -> bool:
+    def _drain_commands(self, *, timeout: float | None) -> bool:
+        """Handles queued commands; waits up to `timeout` for one when there is nothing else to do."""
         try:
-            command = self._commands.get(block=block)
+            command = self._commands.get(timeout=timeout) if timeout else self._commands.get_nowait()
         except queue.Empty:
             return True
         while True:
@@ -182,43 +214,83 @@ class Engine:
             except queue.Empty:
                 return True
 
+    def _busy(self) -> set[str]:
+        with self._admitted_lock:
+            return {model_id for model_id, claims in self._claims.items() if claims}
+
     def _handle(self, command: tuple[Any, ...]) -> None:
         kind = command[0]
         if kind == "generate":
             self._waiting.append(command[1])
         elif kind == "load":
-            _, info, future = command
+            _, info, execution_provider, future = command
             try:
-                if info.id not in self._models:
-                    started = time.perf_counter()
-                    self._models[info.id] = models.load(info)
-                    log.info("loaded %s from %s in %.2f s", info.id, info.path, time.perf_counter() - started)
-                future.set_result(self._models[info.id])
+                future.set_result(self._load(info, execution_provider))
             except IngotError as error:
                 future.set_exception(error)
             except Exception as exc:  # noqa: BLE001 - onnxruntime-genai raises plain RuntimeErrors
                 log.exception("loading %s failed", info.id)
                 future.set_exception(Internal(f"Loading the model '{info.id}' failed: {exc}"))
         elif kind == "unload":
-            _, model_id, future = command
-            model = self._models.get(model_id)
-            busy = model is not None and (
-                model.active_sequences or any(s.model_id == model_id for s in self._waiting)
-            )
-            if busy:
-                future.set_exception(FailedPrecondition(
-                    f"The model '{model_id}' is generating {model.active_sequences} sequences.", param="model"))
-            else:
-                self._models.pop(model_id, None)
-                log.info("unloaded %s", model_id)
-                future.set_result(None)
+            _, model_id, force, future = command
+            try:
+                future.set_result(self._unload(model_id, force=force))
+            except IngotError as error:
+                future.set_exception(error)
+
+    def _load(self, info: registry_pb.ModelInfo, execution_provider: str) -> models.LoadedModel:
+        if info.id in self._models:
+            return self._models[info.id]
+        victims = lifetime.evictions(list(self._models.values()), self._busy(), info.size_bytes, self._memory_budget)
+        if victims is None:
+            raise ResourceExhausted(
+                f"Loading '{info.id}' needs {info.size_bytes // 2**20} MB, but the memory budget of "
+                f"{self._memory_budget // 2**20} MB is held by models that are generating; retry shortly.",
+                param="model", code="memory_budget_exceeded")
+        for victim in victims:
+            log.info("unloading %s (least recently used) to make room for %s within the %d MB memory budget",
+                     victim.id, info.id, self._memory_budget // 2**20)
+            self._models.pop(victim.id)
+        started = time.perf_counter()
+        model = models.load(info, execution_provider=execution_provider, device_id=self.device_id,
+                            ttl_seconds=self._default_ttl)
+        self._models[info.id] = model
+        log.info("loaded %s from %s on %s in %.2f s", info.id, info.path, model.execution_provider,
+                 time.perf_counter() - started)
+        return model
+
+    def _unload(self, model_id: str, *, force: bool) -> bool:
+        if model_id not in self._models:
+            return False
+        if model_id in self._busy():
+            if not force:
+                raise FailedPrecondition(
+                    f"The model '{model_id}' is generating; unload it with force to stop those requests.",
+                    param="model")
+            for sequence in [s for s in (*self._active, *self._waiting) if s.model_id == model_id]:
+                if sequence in self._waiting:
+                    self._waiting.remove(sequence)
+                self._fail(sequence, Unavailable(f"The model '{model_id}' was unloaded.", param="model"))
+        self._models.pop(model_id)
+        log.info("unloaded %s", model_id)
+        return True
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        if now < self._next_expiry_check:
+            return
+        self._next_expiry_check = now + _IDLE_TICK_S
+        for model in lifetime.expired(list(self._models.values()), self._busy(), now):
+            log.info("unloading %s: idle for its TTL of %d s", model.id, model.ttl_seconds)
+            self._models.pop(model.id)
 
     def _admit(self) -> None:
         while self._waiting and len(self._active) < self._max_active:
             sequence = self._waiting.popleft()
             model = self._models.get(sequence.model_id)
             if model is None:
-                self._fail(sequence, Unavailable(f"The model '{sequence.model_id}' was unloaded.", param="model"))
+                self._fail(sequence, Unavailable(f"The model '{sequence.model_id}' was unloaded before this "
+                                                 "request started; retry it.", param="model"))
                 continue
             sequence.model = model
             model.active_sequences += 1
@@ -288,13 +360,15 @@ class Engine:
             generator.set_logits(logits)
         return None if sequence.top_logprobs is None else log_softmax(row)
 
+    # Retire before telling the caller: a client that sends its next request the moment this one ends must
+    # find the slot free already.
     def _finish(self, sequence: Sequence, reason: int) -> None:
-        sequence.emit(Finished(sequence.index, reason, len(sequence.prompt), sequence.generated))
         self._retire(sequence)
+        sequence.emit(Finished(sequence.index, reason, len(sequence.prompt), sequence.generated))
 
     def _fail(self, sequence: Sequence, error: IngotError) -> None:
-        sequence.emit(Failed(sequence.index, error))
         self._retire(sequence)
+        sequence.emit(Failed(sequence.index, error))
 
     def _retire(self, sequence: Sequence) -> None:
         if sequence.finished:
@@ -307,8 +381,10 @@ class Engine:
             self._active.remove(sequence)
             if sequence.model is not None:
                 sequence.model.active_sequences -= 1
+                sequence.model.touch()
         with self._admitted_lock:
             self._admitted -= 1
+            self._claims[sequence.model_id] -= 1
 
     def _shutdown(self) -> None:
         with self._admitted_lock:
@@ -321,7 +397,7 @@ class Engine:
             if command[0] == "generate":
                 self._waiting.append(command[1])
             elif command[0] in ("load", "unload"):
-                command[2].set_exception(Unavailable("The inference service is shutting down."))
+                command[-1].set_exception(Unavailable("The inference service is shutting down."))
         for sequence in [*self._active, *self._waiting]:
             self._fail(sequence, Unavailable("The inference service is shutting down."))
         self._waiting.clear()

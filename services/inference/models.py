@@ -8,9 +8,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnxruntime
 import onnxruntime_genai as og
 
-from ingot.common.errors import FailedPrecondition
+from ingot.common.errors import FailedPrecondition, InvalidArgument
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from services.inference.tokenbytes import load_token_bytes
 
@@ -27,7 +28,12 @@ class LoadedModel:
     vocab_size: int
     # Each token's UTF-8 bytes, for logprobs.
     token_bytes: list[bytes]
+    execution_provider: str = "cpu"
+    # Idle seconds before the model unloads; 0 keeps it loaded.
+    ttl_seconds: int = 0
     loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    last_used_at: float = field(default_factory=time.time)
     # Written by the engine thread only; read by the event loop for ListLoadedModels.
     active_sequences: int = 0
     generated_tokens: int = 0
@@ -36,9 +42,48 @@ class LoadedModel:
     def id(self) -> str:
         return self.info.id
 
+    @property
+    def size_bytes(self) -> int:
+        return self.info.size_bytes
 
-def load(info: registry_pb.ModelInfo) -> LoadedModel:
+    def touch(self) -> None:
+        self.last_used, self.last_used_at = time.monotonic(), time.time()
+
+
+# Foundry Local's names for execution providers, and onnxruntime's. onnxruntime-genai's own is_*_available()
+# answers True for providers its build cannot load (QNN, WebGPU on Linux), so onnxruntime decides.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "webgpu": "WebGpuExecutionProvider",
+}
+
+
+def available_providers() -> list[str]:
+    present = set(onnxruntime.get_available_providers())
+    return [name for name, ort_name in PROVIDERS.items() if ort_name in present]
+
+
+def check_provider(name: str) -> None:
+    if name and name not in available_providers():
+        known = "" if name in PROVIDERS else f" ({name!r} is not an execution provider ingot knows)"
+        raise InvalidArgument(
+            f"The execution provider '{name}' is not available on this host{known}; available: "
+            f"{', '.join(available_providers())}.", param="ep")
+
+
+def _configured_provider(genai: dict) -> str:
+    options = genai["model"]["decoder"].get("session_options", {}).get("provider_options", [])
+    names = [name for entry in options for name in entry]
+    return names[0].lower() if names else "cpu"
+
+
+def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id: int = 0,
+         ttl_seconds: int = 0) -> LoadedModel:
     """Loads the model folder the registry named. Runs on the engine thread (og.Model holds the GIL)."""
+    check_provider(execution_provider)
     path = Path(info.path)
     config_file = path / "genai_config.json"
     if not config_file.is_file():
@@ -46,6 +91,13 @@ def load(info: registry_pb.ModelInfo) -> LoadedModel:
     genai = json.loads(config_file.read_text())
     vocab_size = int(genai["model"]["vocab_size"])
     config = og.Config(str(path))
+    if execution_provider:
+        config.clear_providers()
+        if execution_provider != "cpu":
+            config.append_provider(execution_provider)
+    provider = execution_provider or _configured_provider(genai)
+    if provider == "cuda":
+        config.set_provider_option("cuda", "device_id", str(device_id))
     model = og.Model(config)
     tokenizer = og.Tokenizer(model)
     return LoadedModel(
@@ -56,6 +108,8 @@ def load(info: registry_pb.ModelInfo) -> LoadedModel:
         special_token_ids=_special_token_ids(path / "tokenizer.json"),
         vocab_size=vocab_size,
         token_bytes=load_token_bytes(path / "tokenizer.json", vocab_size),
+        execution_provider=provider,
+        ttl_seconds=ttl_seconds,
     )
 
 

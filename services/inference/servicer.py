@@ -7,13 +7,13 @@ import time
 
 import grpc
 
-from ingot.common.errors import InvalidArgument, error_from_rpc
+from ingot.common.errors import InvalidArgument, NotFound, error_from_rpc
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as pb
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
-from services.inference import sampling
+from services.inference import models, sampling
 from services.inference.engine import Engine, Failed, PromptScored, Sequence, Tokens, asyncio_emitter
 from services.inference.logits import LogprobEntry
 from services.inference.stops import Piece, StopMatcher
@@ -47,7 +47,9 @@ class ModelDirectory:
 
 def _loaded_message(model) -> pb.LoadedModel:
     return pb.LoadedModel(id=model.id, active_sequences=model.active_sequences,
-                          generated_tokens=model.generated_tokens, loaded_at=int(model.loaded_at))
+                          generated_tokens=model.generated_tokens, loaded_at=int(model.loaded_at),
+                          last_used_at=int(model.last_used_at), ttl_seconds=model.ttl_seconds,
+                          execution_provider=model.execution_provider, size_bytes=model.size_bytes)
 
 
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
@@ -55,14 +57,16 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         self._engine = engine
         self._directory = directory
 
-    async def _chat_model(self, name: str):
+    async def _chat_model(self, name: str, execution_provider: str, ttl: int | None):
+        models.check_provider(execution_provider)
         info = await self._directory.resolve(name)
         if info.task != common_pb2.MODEL_TASK_CHAT_COMPLETION:
             raise InvalidArgument(f"The model '{info.id}' is not a chat model.", param="model")
-        return await self._engine.ensure_loaded(info)
+        return await self._engine.ensure_loaded(info, execution_provider=execution_provider, ttl=ttl)
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
-        model = await self._chat_model(request.model)
+        model = await self._chat_model(request.model, request.execution_provider,
+                                       request.ttl_seconds if request.HasField("ttl_seconds") else None)
         prompt = list(request.prompt_token_ids)
         if prompt and max(prompt) >= model.vocab_size:
             raise InvalidArgument(
@@ -101,15 +105,25 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                 sequence.cancel()
 
     async def LoadModel(self, request: pb.LoadModelRequest, context) -> pb.LoadModelResponse:
-        return pb.LoadModelResponse(model=_loaded_message(await self._chat_model(request.model)))
+        ttl = request.ttl_seconds if request.HasField("ttl_seconds") else None
+        model = await self._chat_model(request.model, request.execution_provider, ttl)
+        return pb.LoadModelResponse(model=_loaded_message(model))
 
     async def UnloadModel(self, request: pb.UnloadModelRequest, context) -> pb.UnloadModelResponse:
         info = await self._directory.resolve(request.model)
-        await self._engine.unload(info.id)
+        if not await self._engine.unload(info.id, force=request.force):
+            raise NotFound(f"The model '{request.model}' is not loaded.", param="model", code="model_not_loaded")
         return pb.UnloadModelResponse()
 
     async def ListLoadedModels(self, request, context) -> pb.ListLoadedModelsResponse:
         return pb.ListLoadedModelsResponse(models=[_loaded_message(m) for m in self._engine.loaded()])
+
+    async def GetDevice(self, request, context) -> pb.GetDeviceResponse:
+        return pb.GetDeviceResponse(device_id=self._engine.device_id)
+
+    async def SetDevice(self, request: pb.SetDeviceRequest, context) -> pb.SetDeviceResponse:
+        self._engine.set_device(request.device_id)
+        return pb.SetDeviceResponse()
 
 
 class _Choice:
