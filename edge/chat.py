@@ -127,9 +127,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument(f"Model '{chat.model}' is a {task} model; chat completions need a "
                               "chat-completion model.", param="model")
     prompt = await backends.apply_chat_template(model.id, [convert.chat_message(m) for m in chat.messages])
-    call = backends.generate(inference_pb2.GenerateRequest(
+    generate = inference_pb2.GenerateRequest(
         model=model.id, prompt_token_ids=prompt, sampling=convert.sampling_params(chat, chat.token_limit),
-        n=chat.choices))
+        n=chat.choices, execution_provider=chat.ep or "")
+    if chat.ttl is not None:
+        generate.ttl_seconds = chat.ttl
+    if chat.user or chat.metadata:
+        log.info("chat request for %s from user %r with metadata %s", model.id, chat.user, chat.metadata)
+    call = backends.generate(generate)
     completion = Completion(model=model.id, prompt_tokens=len(prompt), n=chat.choices,
                             include_usage=chat.include_usage, logprobs=bool(chat.logprobs))
     try:

@@ -147,6 +147,9 @@ class ChatCompletionRequest(SamplingFields):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     # OpenAI's: up to 16 string pairs, stored with the request; here they are logged with it.
     metadata: dict[str, str] | None = Field(None, max_length=16)
+    # Foundry Local's: seconds the model stays loaded after this request, and the execution provider.
+    ttl: int | None = Field(None, ge=0, le=_UINT32_MAX)
+    ep: str | None = Field(None, min_length=1)
 
     @property
     def token_limit(self) -> int | None:

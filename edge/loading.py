@@ -1,0 +1,123 @@
+"""Foundry Local's model-loading routes: what is in the inference service's memory, and on which device.
+
+Loading owns nothing here: each route is one InferenceService call. The registry decides whether a name
+exists (404 naming it), the inference service whether it is loaded.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from edge.backends import BACKENDS, translated
+from ingot.common.errors import InvalidArgument, NotFound
+from ingot.inference.v1 import inference_service_pb2 as inference_pb2
+
+routes = web.RouteTableDef()
+
+# A first load reads the model from disk; generous, since nothing else waits on it.
+LOAD_TIMEOUT_S = 300.0
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _flag(request: web.Request, name: str, default: bool) -> bool:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise InvalidArgument(f"Invalid value for '{name}': expected true or false, got {value!r}.", param=name)
+
+
+def _seconds(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise InvalidArgument(f"Invalid value for '{name}': expected a whole number of seconds, got {value!r}.",
+                              param=name)
+    return int(value)
+
+
+def ttl_seconds(request: web.Request) -> int | None:
+    """Foundry Local's rule: ttl > 0 wins; otherwise unload=false keeps the model (0 = never unload) and
+    the default lets the service's own TTL apply. Older clients send `timeout` for `ttl`."""
+    ttl = _seconds(request, "ttl")
+    if ttl is None:
+        ttl = _seconds(request, "timeout")
+    if ttl:
+        return ttl
+    return None if _flag(request, "unload", True) else 0
+
+
+@routes.get("/openai/load/{name}")
+async def load(request: web.Request) -> web.Response:
+    backends = request.config_dict[BACKENDS]
+    ttl = ttl_seconds(request)
+    model = await backends.resolve_model(request.match_info["name"])
+    load_request = inference_pb2.LoadModelRequest(model=model.id, execution_provider=request.query.get("ep", ""))
+    if ttl is not None:
+        load_request.ttl_seconds = ttl
+    with translated("inference"):
+        await backends.inference.LoadModel(load_request, timeout=LOAD_TIMEOUT_S)
+    return web.Response()
+
+
+@routes.get("/openai/unload/{name}")
+async def unload(request: web.Request) -> web.Response:
+    backends = request.config_dict[BACKENDS]
+    force = _flag(request, "force", False)
+    model = await backends.resolve_model(request.match_info["name"])
+    try:
+        with translated("inference"):
+            await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model.id, force=force),
+                                                 timeout=backends.timeout)
+    except NotFound:
+        # The model exists and is not in memory: what unloading asks for is already true.
+        pass
+    return web.Response()
+
+
+@routes.get("/openai/unloadall")
+async def unload_all(request: web.Request) -> web.Response:
+    backends = request.config_dict[BACKENDS]
+    for model in await _loaded(backends):
+        try:
+            with translated("inference"):
+                await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model.id, force=True),
+                                                     timeout=backends.timeout)
+        except NotFound:
+            pass
+    return web.Response()
+
+
+@routes.get("/openai/loadedmodels")
+async def loaded_models(request: web.Request) -> web.Response:
+    return web.json_response([model.id for model in await _loaded(request.config_dict[BACKENDS])])
+
+
+@routes.get("/openai/getgpudevice")
+async def get_gpu_device(request: web.Request) -> web.Response:
+    backends = request.config_dict[BACKENDS]
+    with translated("inference"):
+        reply = await backends.inference.GetDevice(inference_pb2.GetDeviceRequest(), timeout=backends.timeout)
+    return web.json_response(reply.device_id)
+
+
+@routes.get("/openai/setgpudevice/{device_id}")
+async def set_gpu_device(request: web.Request) -> web.Response:
+    backends = request.config_dict[BACKENDS]
+    raw = request.match_info["device_id"]
+    if not raw.isdigit():
+        raise InvalidArgument(f"Invalid value for 'deviceId': expected a device number, got {raw!r}.",
+                              param="deviceId")
+    with translated("inference"):
+        await backends.inference.SetDevice(inference_pb2.SetDeviceRequest(device_id=int(raw)),
+                                           timeout=backends.timeout)
+    return web.Response()
+
+
+async def _loaded(backends) -> list[inference_pb2.LoadedModel]:
+    with translated("inference"):
+        reply = await backends.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(),
+                                                          timeout=backends.timeout)
+    return list(reply.models)
