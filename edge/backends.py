@@ -69,6 +69,8 @@ class Backends:
         self.registry = registry_grpc.RegistryServiceStub(self.services["registry"].channel)
         self.inference = inference_grpc.InferenceServiceStub(self.services["inference"].channel)
         self._timeout = settings.call_timeout
+        # The deadline of a unary call, for routes that call the stubs themselves.
+        self.call_timeout = settings.call_timeout
         self._resolved: dict[str, tuple[float, registry_pb2.ModelInfo]] = {}
 
     async def close(self) -> None:
