@@ -21,8 +21,7 @@ from typing import BinaryIO
 
 import aiohttp
 
-from ingot.common.errors import (DataLoss, IngotError, NotFound, PermissionDenied, ResourceExhausted,
-                                 Unauthenticated, Unavailable)
+from ingot.common.errors import DataLoss, IngotError, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +50,6 @@ class FileJob:
     learned_size: int | None = None
     # The sha256 of the bytes in the part file so far.
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
-    # The offsets this job asked the server to resume from (its Range requests).
-    ranges: list[int] = field(default_factory=list)
 
     def restart(self) -> None:
         self.part.unlink(missing_ok=True)
@@ -146,8 +143,7 @@ async def fetch_file(session: aiohttp.ClientSession, job: FileJob, *, model: str
         try:
             if job.expected is not None and job.done >= job.expected:
                 break
-            await _request(session, job, model=model, headers=headers, options=options,
-                                    on_bytes=on_bytes)
+            await _request(session, job, model=model, headers=headers, options=options, on_bytes=on_bytes)
             if job.expected is None or job.done >= job.expected:
                 break
             raise _Retry(f"the connection closed after {job.done} of {job.expected} bytes")
@@ -160,9 +156,6 @@ async def fetch_file(session: aiohttp.ClientSession, job: FileJob, *, model: str
             log.warning("%s: %s failed at byte %d (%s); resuming in %.1f s", model, job.path, job.done, reason, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, options.max_backoff)
-    if job.size is not None and job.done != job.size:
-        job.part.unlink(missing_ok=True)
-        raise DataLoss(f"{job.path} of {model} has {job.done} bytes; the catalog says {job.size}.")
     actual = job.digest.hexdigest()
     if actual != job.sha256:
         job.restart()
@@ -184,7 +177,6 @@ async def _request(session: aiohttp.ClientSession, job: FileJob, *, model: str, 
     request_headers = dict(headers)
     if job.done:
         request_headers["Range"] = f"bytes={job.done}-"
-        job.ranges.append(job.done)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=options.read_timeout, sock_read=options.read_timeout)
     async with session.get(job.url, headers=request_headers, timeout=timeout) as response:
         if response.status == 416 and job.done:
@@ -240,11 +232,10 @@ def _check_status(response: aiohttp.ClientResponse, job: FileJob, model: str) ->
     where = f"{job.path} of {model} ({job.url})"
     if status == 404:
         raise NotFound(f"The catalog host has no file {where}: HTTP 404.", param="model", code="file_not_found")
-    if status == 401:
-        raise Unauthenticated(f"The catalog host refused {where}: HTTP 401. Pass a valid `token`.",
-                              code="catalog_unauthorized")
-    if status == 403:
-        raise PermissionDenied(f"The catalog host refused {where}: HTTP 403.", code="catalog_forbidden")
+    if status in (401, 403):
+        # 403 rather than 401 to our caller: it is the catalog host that refused, not ingot's own auth.
+        raise PermissionDenied(f"The catalog host refused {where}: HTTP {status}. Pass a valid `token`.",
+                               code="catalog_forbidden")
     if status >= 500 or status == 429:
         raise _Retry(f"HTTP {status} {response.reason}")
     raise IngotError(f"The catalog host answered {where} with HTTP {status} {response.reason}.")

@@ -89,7 +89,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
                            context: grpc.aio.ServicerContext) -> pb.ResolveModelResponse:
         if not request.name:
             raise InvalidArgument("A model name is required.", param="model")
-        model = resolve(await self._scan(), request.name)
+        model = resolve(await self._scan(), request.name, self.providers)
         if model is None:
             raise NotFound(f"The model '{request.name}' does not exist or is not in the local cache.",
                            param="model", code="model_not_found")

@@ -16,10 +16,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ingot.common.errors import (DataLoss, FailedPrecondition, NotFound, ResourceExhausted, Unauthenticated,
+from ingot.common.errors import (DataLoss, FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted,
                                  error_from_rpc)
 from ingot.registry.v1 import registry_service_pb2 as pb
-from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from tests.catalogserver import SMALL_FILES, CatalogServer, ServedModel
 from tests.integration.registry_harness import Registry
 
@@ -210,7 +209,8 @@ async def test_the_token_goes_to_the_catalog_host_as_a_bearer_authorization(regi
     catalog_host.required_token = "s3cret"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await registry.download(NAME)
-    assert isinstance(rpc_error(caught), Unauthenticated)
+    error = rpc_error(caught)
+    assert isinstance(error, PermissionDenied) and "HTTP 401" in error.message
     assert (await registry.download(NAME, token="s3cret"))[-1].finished.name == NAME
     assert {r.authorization for r in catalog_host.requests if r.status != 401} == {"Bearer s3cret"}
 
