@@ -7,7 +7,7 @@ it three ways, and the stream satisfies each: Python splits lines and takes the 
 own, after a pause); C# takes everything after the last "{" (so the result holds no nested object, and no
 brace in an error message).
 
-A failure found before any progress (an unknown model, a bad body, a full disk) answers with its real
+A failure found before any progress (an unknown model, a bad body, a full disk: 507) answers with its real
 status and a body both kinds of client read: the SDKs' flat `success`/`errorMessage` beside OpenAI's `error`.
 A failure after the stream started can only end it: it ends with `{"success": false, "errorMessage": ...}`.
 """
@@ -15,6 +15,7 @@ A failure after the stream started can only end it: it ends with `{"success": fa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -127,7 +128,11 @@ def result_json(error: str | None = None) -> str:
     return json.dumps({"success": error is None, "errorMessage": error}) + "\n"
 
 
-def early_failure(failure: Failure) -> web.Response:
+def early_failure(error: IngotError) -> web.Response:
+    failure = Failure.from_error(error)
+    if error.code == "insufficient_storage":
+        # RESOURCE_EXHAUSTED is gRPC's code for a full disk, but to HTTP it would read as a rate limit (429).
+        failure = dataclasses.replace(failure, status=507, type="server_error", retry_after=None)
     body = {"success": False, "errorMessage": failure.message, **openai_body(failure)}
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else None
     return web.json_response(body, status=failure.status, headers=headers)
@@ -144,7 +149,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         body = parse_download_body(await request.read())
     except IngotError as error:
-        return early_failure(Failure.from_error(error))
+        return early_failure(error)
     call = request.config_dict[BACKENDS].registry.DownloadModel(registry_pb2.DownloadModelRequest(
         name=body.name, uri=body.uri, token=body.token, custom_dir=body.custom_dir,
         buffer_size_kb=body.buffer_size_kb))
@@ -153,7 +158,7 @@ async def download(request: web.Request) -> web.StreamResponse:
             try:
                 first = await anext(events, None)
             except IngotError as error:
-                return early_failure(Failure.from_error(error))
+                return early_failure(error)
             return await _stream(request, first, events, body.name or body.uri)
     finally:
         if not call.done():

@@ -46,3 +46,4 @@ class Registry:
 
     async def cached(self) -> list[str]:
         return [m.id for m in (await self.stub.ListModels(pb.ListModelsRequest(), timeout=10)).models]
+

@@ -233,3 +233,11 @@ async def test_a_bad_force_value_is_a_400_naming_force(client):
     response = await client.delete(f"/openai/models/{NAME}", params={"force": "perhaps"})
     assert response.status == 400
     assert (await response.json())["error"]["param"] == "force"
+
+
+async def test_too_little_disk_space_is_a_507_saying_so_before_streaming(client, small_disk):
+    response = await client.post("/openai/download", json={**sdk_download_body(), "customDirPath": str(small_disk)})
+    assert response.status == 507
+    body = await response.json()
+    assert body["success"] is False and "Not enough disk space" in body["errorMessage"]
+    assert body["error"]["code"] == "insufficient_storage" and "Retry-After" not in response.headers

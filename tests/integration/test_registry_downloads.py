@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -273,18 +271,6 @@ async def test_a_model_built_here_is_listed_and_already_cached_without_a_catalog
         assert [e.finished.already_cached for e in events] == [True]
     finally:
         await registry.stop()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 2 MB tmpfs: a real full disk. Needs root (mount); skipped elsewhere."""
-    mountpoint = tmp_path / "small-disk"
-    mountpoint.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 async def test_too_little_space_is_said_before_any_byte_is_fetched(registry, catalog_host, small_disk):
