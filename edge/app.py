@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, health, loading, models
+from edge import chat, downloads, foundry, health, loading, models
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
 from edge.settings import EdgeSettings
@@ -32,4 +32,6 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app.add_routes(models.routes)
     app.add_routes(health.routes)
     app.add_routes(loading.routes)
+    app.add_routes(foundry.routes)
+    app.add_routes(downloads.routes)
     return app

@@ -68,7 +68,8 @@ class Backends:
         self.tokenizer = tokenizer_grpc.TokenizerServiceStub(self.services["tokenizer"].channel)
         self.registry = registry_grpc.RegistryServiceStub(self.services["registry"].channel)
         self.inference = inference_grpc.InferenceServiceStub(self.services["inference"].channel)
-        self.timeout = settings.call_timeout
+        # The deadline of a unary call, for routes that call the stubs themselves.
+        self.call_timeout = settings.call_timeout
         self._resolved: dict[str, tuple[float, registry_pb2.ModelInfo]] = {}
 
     async def close(self) -> None:
@@ -82,7 +83,7 @@ class Backends:
         try:
             with translated("registry"):
                 reply = await self.registry.ResolveModel(registry_pb2.ResolveModelRequest(name=name),
-                                                         timeout=self.timeout)
+                                                         timeout=self.call_timeout)
         except NotFound as error:
             # The registry names its own field; to the HTTP client the unknown name is its `model`.
             error.param = "model"
@@ -94,13 +95,13 @@ class Backends:
 
     async def list_models(self) -> Sequence[registry_pb2.ModelInfo]:
         with translated("registry"):
-            reply = await self.registry.ListModels(registry_pb2.ListModelsRequest(), timeout=self.timeout)
+            reply = await self.registry.ListModels(registry_pb2.ListModelsRequest(), timeout=self.call_timeout)
         return reply.models
 
     async def apply_chat_template(self, model: str, messages: Sequence[common_pb2.ChatMessage]) -> list[int]:
         request = tokenizer_pb2.ApplyChatTemplateRequest(model=model, messages=messages)
         with translated("tokenizer"):
-            reply = await self.tokenizer.ApplyChatTemplate(request, timeout=self.timeout)
+            reply = await self.tokenizer.ApplyChatTemplate(request, timeout=self.call_timeout)
         return list(reply.token_ids)
 
     def generate(self, request: inference_pb2.GenerateRequest) -> grpc.aio.UnaryStreamCall:

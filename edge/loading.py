@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge.backends import BACKENDS, translated
+from edge.query import check_query, flag, seconds
 from ingot.common.errors import InvalidArgument, NotFound
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
@@ -16,41 +17,20 @@ routes = web.RouteTableDef()
 
 # A first load reads the model from disk; generous, since nothing else waits on it.
 LOAD_TIMEOUT_S = 300.0
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
-
-
-def _flag(request: web.Request, name: str, default: bool) -> bool:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in _TRUE | _FALSE:
-        return value.lower() in _TRUE
-    raise InvalidArgument(f"Invalid value for '{name}': expected true or false, got {value!r}.", param=name)
-
-
-def _seconds(request: web.Request, name: str) -> int | None:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return None
-    if not value.isdigit():
-        raise InvalidArgument(f"Invalid value for '{name}': expected a whole number of seconds, got {value!r}.",
-                              param=name)
-    return int(value)
-
-
 def ttl_seconds(request: web.Request) -> int | None:
     """Foundry Local's rule: ttl > 0 wins; otherwise unload=false keeps the model (0 = never unload) and
     the default lets the service's own TTL apply. Older clients send `timeout` for `ttl`."""
-    ttl = _seconds(request, "ttl")
+    ttl = seconds(request, "ttl")
     if ttl is None:
-        ttl = _seconds(request, "timeout")
+        ttl = seconds(request, "timeout")
     if ttl:
         return ttl
-    return None if _flag(request, "unload", True) else 0
+    return None if flag(request, "unload", True) else 0
 
 
 @routes.get("/openai/load/{name}")
 async def load(request: web.Request) -> web.Response:
+    check_query(request, {"ttl", "timeout", "unload", "ep"})
     backends = request.config_dict[BACKENDS]
     ttl = ttl_seconds(request)
     model = await backends.resolve_model(request.match_info["name"])
@@ -64,13 +44,14 @@ async def load(request: web.Request) -> web.Response:
 
 @routes.get("/openai/unload/{name}")
 async def unload(request: web.Request) -> web.Response:
+    check_query(request, {"force"})
     backends = request.config_dict[BACKENDS]
-    force = _flag(request, "force", False)
+    force = flag(request, "force")
     model = await backends.resolve_model(request.match_info["name"])
     try:
         with translated("inference"):
             await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model.id, force=force),
-                                                 timeout=backends.timeout)
+                                                 timeout=backends.call_timeout)
     except NotFound:
         # The model exists and is not in memory: what unloading asks for is already true.
         pass
@@ -84,7 +65,7 @@ async def unload_all(request: web.Request) -> web.Response:
         try:
             with translated("inference"):
                 await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model.id, force=True),
-                                                     timeout=backends.timeout)
+                                                     timeout=backends.call_timeout)
         except NotFound:
             pass
     return web.Response()
@@ -99,7 +80,7 @@ async def loaded_models(request: web.Request) -> web.Response:
 async def get_gpu_device(request: web.Request) -> web.Response:
     backends = request.config_dict[BACKENDS]
     with translated("inference"):
-        reply = await backends.inference.GetDevice(inference_pb2.GetDeviceRequest(), timeout=backends.timeout)
+        reply = await backends.inference.GetDevice(inference_pb2.GetDeviceRequest(), timeout=backends.call_timeout)
     return web.json_response(reply.device_id)
 
 
@@ -112,12 +93,12 @@ async def set_gpu_device(request: web.Request) -> web.Response:
                               param="deviceId")
     with translated("inference"):
         await backends.inference.SetDevice(inference_pb2.SetDeviceRequest(device_id=int(raw)),
-                                           timeout=backends.timeout)
+                                           timeout=backends.call_timeout)
     return web.Response()
 
 
 async def _loaded(backends) -> list[inference_pb2.LoadedModel]:
     with translated("inference"):
         reply = await backends.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(),
-                                                          timeout=backends.timeout)
+                                                          timeout=backends.call_timeout)
     return list(reply.models)

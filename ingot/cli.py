@@ -1,4 +1,4 @@
-"""The `ingot` command: the launcher, each service alone, and the model build."""
+"""The `ingot` command: the launcher, each service alone, the model commands, and the model build."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ COMMANDS = {
     "tokenizer": ("services.tokenizer.server", "the tokenizer service alone"),
     "registry": ("services.registry.server", "the model registry service alone"),
     "inference": ("services.inference.server", "the inference service alone"),
+    "model": ("ingot.modelcli", "list, download, load, unload or remove models of a running ingot"),
     "build-models": ("ingot.modelbuild.__main__", "build the default models into the cache"),
     "protos": ("ingot.protogen", "generate the Python code for protos/"),
 }

@@ -32,6 +32,7 @@ class LauncherSettings(SettingsBase):
     host: str = Field("127.0.0.1", description="address the HTTP edge listens on")
     port: int = Field(5272, ge=0, le=65535, description="port the HTTP edge listens on")
     home: Path = settings.home_field()
+    catalog_url: str = Field("", description="URL of the remote model catalog, handed to the registry; empty: none")
     registry_listen: str = Field("127.0.0.1:50052", description="gRPC address of the registry service")
     tokenizer_listen: str = Field("127.0.0.1:50051", description="gRPC address of the tokenizer service")
     inference_listen: str = Field("127.0.0.1:50053", description="gRPC address of the inference service")
@@ -127,7 +128,8 @@ class Launcher:
         self.config = config
         self.stopping = asyncio.Event()
         common = ["--log-level", config.log_level]
-        self.registry = Child("registry", ["--listen", config.registry_listen, "--home", str(config.home), *common])
+        self.registry = Child("registry", ["--listen", config.registry_listen, "--home", str(config.home),
+                                           "--catalog-url", config.catalog_url, *common])
         self.tokenizer = Child("tokenizer", ["--listen", config.tokenizer_listen, *common])
         self.inference = Child("inference", ["--listen", config.inference_listen, *common])
         self.edge = Child("edge", [])

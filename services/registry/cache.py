@@ -57,11 +57,12 @@ def version_key(model: CachedModel) -> tuple[bool, int, str]:
     return (version.isdigit(), int(version) if version.isdigit() else 0, version)
 
 
-def resolve(models: Sequence[CachedModel], name: str) -> CachedModel | None:
+def resolve(models: Sequence[CachedModel], name: str, providers: Sequence[str] = ()) -> CachedModel | None:
     """The model `name` means: its full name, else its alias, else its name without ":version".
 
     All three compare case-insensitively. Several models may share an alias or a versionless name (a new
-    version next to an old one); the highest version wins.
+    version next to an old one); the highest version wins. Among variants of one alias, those for an
+    execution provider in `providers` ("cpu", "cuda", ...) come first, as the catalog orders them.
     """
     wanted = name.casefold()
     if not wanted:
@@ -70,6 +71,10 @@ def resolve(models: Sequence[CachedModel], name: str) -> CachedModel | None:
         if model.id.casefold() == wanted:
             return model
     by_alias = [m for m in models if m.alias and m.alias.casefold() == wanted]
+    # A manifest that names no provider leaves it to genai_config.json: nothing says this host cannot run it.
+    runnable = [m for m in by_alias if not m.execution_provider
+                or m.execution_provider.removesuffix("ExecutionProvider").lower() in providers]
+    by_alias = runnable or by_alias
     if by_alias:
         return max(by_alias, key=version_key)
     by_base = [m for m in models if split_name(m.id)[0].casefold() == wanted]

@@ -1,17 +1,27 @@
-"""RegistryService over the cache on disk: every call rescans, so a model that lands or leaves is seen at once."""
+"""RegistryService over the cache on disk and the catalog: every call rescans the cache, so a model that
+lands or leaves is seen at once."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from pathlib import Path
 
 import grpc
+from google.protobuf import struct_pb2
 
-from ingot.common.errors import InvalidArgument, NotFound
+from ingot.common.errors import InvalidArgument, NotFound, Unavailable
+from ingot.common.modelcache import discard, model_lock, read_manifest
 from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2 as pb
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
+from services.registry import catalog
 from services.registry.cache import CachedModel, resolve, scan
+from services.registry.downloads import Downloader, Finished, Progress
+
+log = logging.getLogger(__name__)
 
 TASKS = {
     "chat-completion": common_pb2.MODEL_TASK_CHAT_COMPLETION,
@@ -42,9 +52,27 @@ def model_info(model: CachedModel) -> pb.ModelInfo:
     )
 
 
+def catalog_entry(entry: catalog.Entry, cached: bool) -> pb.CatalogEntry:
+    settings = struct_pb2.Struct()
+    settings.update(entry.model_settings)
+    return pb.CatalogEntry(
+        name=entry.name, display_name=entry.display_name, provider_type=entry.provider_type, uri=entry.uri,
+        version=entry.version, model_type=entry.model_type, prompt_template=entry.prompt_template,
+        publisher=entry.publisher, task=entry.task, device_type=entry.device_type,
+        execution_provider=entry.execution_provider, file_size_mb=entry.file_size_mb, model_settings=settings,
+        alias=entry.alias, supports_tool_calling=entry.supports_tool_calling, license=entry.license,
+        license_description=entry.license_description, parent_model_uri=entry.parent_model_uri,
+        max_output_tokens=entry.max_output_tokens, min_fl_version=entry.min_fl_version, cached=cached,
+    )
+
+
 class RegistryServicer(pb_grpc.RegistryServiceServicer):
-    def __init__(self, models_root: Path) -> None:
+    def __init__(self, models_root: Path, *, remote: catalog.RemoteCatalog | None = None,
+                 downloader: Downloader | None = None, providers: Sequence[str] = ("cpu",)) -> None:
         self.models_root = models_root
+        self.remote = remote
+        self.downloader = downloader
+        self.providers = tuple(providers)
 
     async def _scan(self) -> list[CachedModel]:
         # The cache may sit on a shared volume: its stat calls stay off the event loop.
@@ -61,8 +89,88 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
                            context: grpc.aio.ServicerContext) -> pb.ResolveModelResponse:
         if not request.name:
             raise InvalidArgument("A model name is required.", param="model")
-        model = resolve(await self._scan(), request.name)
+        model = resolve(await self._scan(), request.name, self.providers)
         if model is None:
             raise NotFound(f"The model '{request.name}' does not exist or is not in the local cache.",
                            param="model", code="model_not_found")
         return pb.ResolveModelResponse(model=model_info(model))
+
+    async def _cached_entries(self, models: Sequence[CachedModel]) -> list[catalog.Entry]:
+        def read() -> list[catalog.Entry]:
+            return [catalog.cached_entry(m, read_manifest(m.path)) for m in models]
+
+        return await asyncio.to_thread(read)
+
+    async def _catalog(self, *, refresh: bool = False) -> tuple[list[catalog.Entry], set[str]]:
+        """Every model the registry can name, and the full names of those in the cache."""
+        remote = await self.remote.entries(refresh=refresh) if self.remote is not None else []
+        models = await self._scan()
+        cached = {m.id.casefold() for m in models}
+        return catalog.merge(remote, await self._cached_entries(models)), cached
+
+    async def ListCatalog(self, request: pb.ListCatalogRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ListCatalogResponse:
+        entries, cached = await self._catalog(refresh=request.refresh)
+        return pb.ListCatalogResponse(models=[catalog_entry(e, e.name.casefold() in cached) for e in entries])
+
+    def _target_root(self, custom_dir: str) -> Path:
+        if not custom_dir:
+            return self.models_root
+        path = Path(custom_dir).expanduser()
+        if not path.is_absolute():
+            raise InvalidArgument(f"customDirPath must be an absolute path, not {custom_dir!r}.",
+                                  param="customDirPath")
+        if path.exists() and not path.is_dir():
+            raise InvalidArgument(f"customDirPath {custom_dir!r} is not a directory.", param="customDirPath")
+        return path
+
+    async def _entry_to_download(self, name: str, uri: str) -> catalog.Entry:
+        if not name and not uri:
+            raise InvalidArgument("A model name is required.", param="model")
+        entries, _ = await self._catalog()
+        entry = catalog.resolve(entries, name, self.providers, uri)
+        if entry is not None:
+            return entry
+        label = name or uri
+        if self.remote is not None and self.remote.error:
+            raise Unavailable(f"The model '{label}' is not cached, and {self.remote.error}.", param="model",
+                              code="catalog_unavailable")
+        where = "the catalog" if self.remote is not None and self.remote.configured else \
+            "the local cache, and no catalog is configured (INGOT_CATALOG_URL)"
+        raise NotFound(f"The model '{label}' is not in {where}.", param="model", code="model_not_found")
+
+    async def DownloadModel(self, request: pb.DownloadModelRequest,
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.DownloadModelResponse]:
+        root = self._target_root(request.custom_dir)
+        entry = await self._entry_to_download(request.name, request.uri)
+        if self.downloader is None:
+            raise Unavailable("This registry does not download models.")
+        chunk = request.buffer_size_kb * 1024 if request.buffer_size_kb else None
+        events = self.downloader.download(entry, root, token=request.token, chunk_bytes=chunk)
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, Progress):
+                    yield pb.DownloadModelResponse(progress=pb.DownloadProgress(
+                        file=event.file, bytes_done=event.done, bytes_total=event.total, percent=event.percent))
+                elif isinstance(event, Finished):
+                    yield pb.DownloadModelResponse(finished=pb.DownloadFinished(
+                        name=event.name, path=str(event.path), already_cached=event.already_cached))
+
+    async def DeleteModel(self, request: pb.DeleteModelRequest,
+                          context: grpc.aio.ServicerContext) -> pb.DeleteModelResponse:
+        if not request.name:
+            raise InvalidArgument("A model name is required.", param="model")
+        model = resolve(await self._scan(), request.name)
+        if model is None:
+            raise NotFound(f"The model '{request.name}' is not in the local cache.", param="model",
+                           code="model_not_found")
+        async with model_lock(self.models_root, model.path.name):
+            if not model.path.is_dir():
+                raise NotFound(f"The model '{request.name}' is not in the local cache.", param="model",
+                               code="model_not_found")
+            await asyncio.to_thread(discard, model.path, self.models_root)
+        log.info("%s: deleted from %s", model.id, model.path)
+        return pb.DeleteModelResponse(name=model.id, path=str(model.path))
+
+    async def GetCache(self, request: pb.GetCacheRequest, context: grpc.aio.ServicerContext) -> pb.GetCacheResponse:
+        return pb.GetCacheResponse(path=str(self.models_root))

@@ -11,7 +11,23 @@ class RegistrySettings(SettingsBase):
     listen: str = Field("127.0.0.1:50052", description="address to serve gRPC on (port 0 picks a free one)")
     home: Path = home_field()
     log_level: str = Field("info", description="logging level")
+    catalog_url: str = Field("", description="URL of the remote model catalog (a JSON array); empty: none")
+    catalog_ttl: float = Field(3600.0, ge=0, description="seconds a fetched catalog is used before it is fetched again")
+    execution_providers: str = Field(
+        "cpu", description="execution providers this host runs, comma-separated (cpu, cuda, qnn, webgpu); an "
+                           "alias resolves to the best variant among them")
+    download_concurrency: int = Field(4, ge=1, le=64, description="files of one model downloaded at once")
+    download_buffer_kb: int = Field(1024, ge=4, le=65536, description="size of one network read in KiB")
+    download_queue_chunks: int = Field(8, ge=1, le=1024,
+                                       description="reads buffered per file between the network and the disk")
+    download_retries: int = Field(5, ge=0, le=100,
+                                  description="times a dropped or failed file request is resumed before giving up")
+    download_read_timeout: float = Field(60.0, gt=0, description="seconds without a byte before a request is retried")
 
     @property
     def models_root(self) -> Path:
         return self.home.expanduser().absolute() / "models"
+
+    @property
+    def catalog_cache(self) -> Path:
+        return self.home.expanduser().absolute() / "catalog.json"

@@ -26,6 +26,8 @@ def free_port() -> int:
 @dataclass
 class Mesh:
     home: Path
+    # More `ingot serve` flags (e.g. --catalog-url).
+    args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     addresses: dict[str, str] = field(default_factory=dict)
@@ -42,7 +44,7 @@ class Mesh:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingot.cli", "serve", "--port", str(self.port),
              "--registry-listen", "127.0.0.1:0", "--tokenizer-listen", "127.0.0.1:0",
-             "--inference-listen", "127.0.0.1:0"],
+             "--inference-listen", "127.0.0.1:0", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
         )
         threading.Thread(target=self._read, daemon=True).start()

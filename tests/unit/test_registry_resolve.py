@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,11 @@ def test_anything_else_resolves_to_nothing(name):
 
 def test_a_model_without_an_alias_is_not_found_by_an_empty_name():
     assert resolve([model("m:1")], "") is None
+
+
+def test_an_alias_prefers_the_cached_variant_for_a_provider_this_host_runs():
+    cpu = model("m-cpu:1", "m")
+    cuda = dataclasses.replace(model("m-cuda:2", "m"), device_type="GPU", execution_provider="CUDAExecutionProvider")
+    assert resolve([cpu, cuda], "m", ["cpu"]) is cpu
+    assert resolve([cpu, cuda], "m", ["cuda", "cpu"]) is cuda
+    assert resolve([cpu, cuda], "m") is cuda

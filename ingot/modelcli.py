@@ -1,0 +1,185 @@
+"""`ingot model list | download NAME | load NAME | unload NAME | rm NAME`: the model commands, over HTTP.
+
+They talk to a running edge (`--endpoint`, `INGOT_ENDPOINT`) through the same Foundry Local routes the SDKs
+use, so what the command line shows is what any client sees. Downloads draw a progress bar from the
+streamed `Total NN.NN% Downloading FILE` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import Field
+from tqdm import tqdm
+
+from ingot.common import settings
+
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
+_FILE = re.compile(r"Downloading (.+)$")
+
+
+class ModelClientSettings(settings.SettingsBase):
+    endpoint: str = Field("http://127.0.0.1:5272", description="base URL of a running ingot edge")
+
+
+class CommandError(Exception):
+    """Something to tell the user before exiting with status 1."""
+
+
+def _error_message(status: int, body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return f"HTTP {status}: {body.decode(errors='replace').strip()[:500]}"
+    if isinstance(data, dict):
+        if isinstance(data.get("error"), dict) and data["error"].get("message"):
+            return str(data["error"]["message"])
+        if data.get("errorMessage"):
+            return str(data["errorMessage"])
+    return f"HTTP {status}: {data}"
+
+
+def _open(endpoint: str, method: str, path: str, *, query: dict[str, Any] | None = None,
+          body: dict[str, Any] | None = None):
+    url = endpoint.rstrip("/") + path
+    if query:
+        url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    try:
+        return urllib.request.urlopen(request)  # noqa: S310 - the URL is the user's own endpoint
+    except urllib.error.HTTPError as exc:
+        raise CommandError(_error_message(exc.code, exc.read())) from None
+    except urllib.error.URLError as exc:
+        raise CommandError(f"cannot reach ingot at {endpoint}: {exc.reason} (is `ingot serve` running? "
+                           "--endpoint / INGOT_ENDPOINT)") from None
+
+
+def _json(endpoint: str, method: str, path: str, **kwargs: Any) -> Any:
+    with _open(endpoint, method, path, **kwargs) as response:
+        text = response.read()
+    return json.loads(text) if text.strip() else None
+
+
+def _model_path(name: str) -> str:
+    return urllib.parse.quote(name, safe=":")
+
+
+def list_models(endpoint: str) -> int:
+    catalog = _json(endpoint, "GET", "/foundry/list")
+    cached = set(_json(endpoint, "GET", "/openai/models") or [])
+    try:
+        loaded = set(_json(endpoint, "GET", "/openai/loadedmodels") or [])
+    except CommandError:
+        loaded = set()
+    rows = [("ALIAS", "NAME", "DEVICE", "SIZE", "STATUS")]
+    for entry in catalog:
+        name = entry["name"]
+        state = "loaded" if name in loaded else "cached" if name in cached else "-"
+        device = f"{entry['runtime']['deviceType']} ({entry['runtime']['executionProvider'].removesuffix('ExecutionProvider')})"
+        rows.append((entry["alias"] or "-", name, device, f"{entry['fileSizeMb']} MB", state))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def download(endpoint: str, name: str, *, token: str | None, custom_dir: str | None) -> int:
+    body: dict[str, Any] = {"model": {"Name": name}, "ignorePipeReport": True}
+    if token:
+        body["token"] = token
+    if custom_dir:
+        body["customDirPath"] = os.path.abspath(custom_dir)
+    result: dict[str, Any] | None = None
+    with _open(endpoint, "POST", "/openai/download", body=body) as response, \
+            tqdm(total=100.0, desc=name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+                 file=sys.stderr) as bar:
+        final = ""
+        for raw in response:
+            line = raw.decode("utf-8", errors="replace").strip()
+            if final or line.startswith("{"):
+                final += line
+                continue
+            if (match := _PERCENT.search(line)) is not None:
+                bar.update(max(0.0, min(float(match.group(1)), 100.0) - bar.n))
+                if (file := _FILE.search(line)) is not None:
+                    bar.set_postfix_str(file.group(1), refresh=False)
+        try:
+            result = json.loads(final)
+        except ValueError:
+            raise CommandError(f"the download of {name} ended without a result") from None
+        if result.get("success"):
+            bar.update(100.0 - bar.n)
+    if not result.get("success"):
+        raise CommandError(f"downloading {name} failed: {result.get('errorMessage') or 'no reason given'}")
+    print(f"{name} is downloaded.")
+    return 0
+
+
+def load(endpoint: str, name: str, *, ttl: int | None, ep: str | None) -> int:
+    _json(endpoint, "GET", f"/openai/load/{_model_path(name)}", query={"ttl": ttl, "ep": ep})
+    print(f"{name} is loaded.")
+    return 0
+
+
+def unload(endpoint: str, name: str, *, force: bool) -> int:
+    _json(endpoint, "GET", f"/openai/unload/{_model_path(name)}", query={"force": str(force).lower()})
+    print(f"{name} is unloaded.")
+    return 0
+
+
+def remove(endpoint: str, name: str, *, force: bool) -> int:
+    reply = _json(endpoint, "DELETE", f"/openai/models/{_model_path(name)}", query={"force": str(force).lower()})
+    print(f"{reply.get('id', name) if isinstance(reply, dict) else name} is removed from the cache.")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    settings.add_arguments(common, ModelClientSettings)
+    top = argparse.ArgumentParser(prog="ingot model", description="Manage the models of a running ingot.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("list", parents=[common], help="the catalog, with what is cached and loaded")
+    get = commands.add_parser("download", parents=[common], help="download a model into the cache")
+    get.add_argument("name", help="full name or alias")
+    get.add_argument("--token", help="sent to the catalog host as Authorization")
+    get.add_argument("--custom-dir", help="download into this folder instead of the cache")
+    up = commands.add_parser("load", parents=[common], help="load a cached model into memory")
+    up.add_argument("name")
+    up.add_argument("--ttl", type=int, help="seconds the model stays loaded while idle")
+    up.add_argument("--ep", help="execution provider (cpu, cuda, ...)")
+    down = commands.add_parser("unload", parents=[common], help="unload a model from memory")
+    down.add_argument("name")
+    down.add_argument("--force", action="store_true", help="even before its TTL ends")
+    rm = commands.add_parser("rm", parents=[common], help="remove a model from the cache")
+    rm.add_argument("name")
+    rm.add_argument("--force", action="store_true", help="unload it first if it is loaded")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    endpoint = settings.from_namespace(ModelClientSettings, args, os.environ).endpoint
+    try:
+        if args.command == "list":
+            return list_models(endpoint)
+        if args.command == "download":
+            return download(endpoint, args.name, token=args.token, custom_dir=args.custom_dir)
+        if args.command == "load":
+            return load(endpoint, args.name, ttl=args.ttl, ep=args.ep)
+        if args.command == "unload":
+            return unload(endpoint, args.name, force=args.force)
+        return remove(endpoint, args.name, force=args.force)
+    except CommandError as exc:
+        print(f"ingot model {args.command}: {exc}", file=sys.stderr)
+        return 1
