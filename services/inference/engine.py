@@ -83,6 +83,10 @@ class Sequence:
     top_logprobs: int | None = None
     # Score the prompt too (echo with logprobs): prefill goes token by token to see every position's logits.
     score_prompt: bool = False
+    # ("json_schema" | "regex" | "lark_grammar", text): llguidance constrains every sampling step.
+    guidance: tuple[str, str] | None = None
+    # Let the grammar append the tokens it forces without sampling them (only where nothing needs logits).
+    fast_forward: bool = False
     prompt_entries: list[LogprobEntry] = field(default_factory=list)
     cancelled: bool = False
     generator: og.Generator | None = None
@@ -304,32 +308,55 @@ class Engine:
         assert model is not None
         try:
             if sequence.generator is None:
-                params = og.GeneratorParams(model.model)
-                params.set_search_options(**sequence.search_options)
-                sequence.generator = og.Generator(model.model, params)
-                sequence.stream = model.tokenizer.create_stream()
+                self._start(sequence, model)
             generator = sequence.generator
             if sequence.prefilled < len(sequence.prompt):
                 self._prefill(sequence, generator)
                 return
             logprobs = self._process_logits(sequence, generator)
+            before = generator.token_count()
             generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            if token in model.eos_token_ids and generator.is_done():
-                self._finish(sequence, common_pb2.FINISH_REASON_STOP)
-                return
-            sequence.generated += 1
-            model.generated_tokens += 1
-            if sequence.processor is not None:
-                sequence.processor.observe(token)
-            text = "" if token in model.special_token_ids else sequence.stream.decode(token)
-            entry = None if logprobs is None else logprob_entry(logprobs, token, sequence.top_logprobs or 0)
-            sequence.emit(Tokens(sequence.index, token, text, entry))
-            if sequence.generated >= sequence.budget.max_tokens or generator.is_done():
-                self._finish(sequence, common_pb2.FINISH_REASON_LENGTH)
+            done = generator.is_done()
+            # With fast-forward tokens a grammar can append several tokens in one step.
+            tokens = ([int(t) for t in generator.get_sequence(0)[before:]] if sequence.fast_forward
+                      else [int(generator.get_next_tokens()[0])])
+            if done and tokens and tokens[-1] in model.eos_token_ids:
+                tokens.pop()
+            for token in tokens:
+                sequence.generated += 1
+                model.generated_tokens += 1
+                if sequence.processor is not None:
+                    sequence.processor.observe(token)
+                text = "" if token in model.special_token_ids else sequence.stream.decode(token)
+                entry = None if logprobs is None else logprob_entry(logprobs, token, sequence.top_logprobs or 0)
+                sequence.emit(Tokens(sequence.index, token, text, entry))
+                if sequence.generated >= sequence.budget.max_tokens:
+                    self._finish(sequence, common_pb2.FINISH_REASON_LENGTH)
+                    return
+            if done:
+                # The end-of-sequence token is never appended, so a full sequence means the length ran out.
+                full = generator.token_count() >= sequence.budget.max_length
+                self._finish(sequence, common_pb2.FINISH_REASON_LENGTH if full else common_pb2.FINISH_REASON_STOP)
+        except IngotError as error:
+            self._fail(sequence, error)
         except Exception as exc:  # noqa: BLE001 - a failing sequence must not take the others down
             log.exception("generation failed for %s", sequence.model_id)
             self._fail(sequence, Internal(f"Generation failed: {exc}"))
+
+    @staticmethod
+    def _start(sequence: Sequence, model: models.LoadedModel) -> None:
+        params = og.GeneratorParams(model.model)
+        params.set_search_options(**sequence.search_options)
+        if sequence.guidance is not None:
+            kind, text = sequence.guidance
+            params.set_guidance(kind, text, sequence.fast_forward)
+            try:
+                sequence.generator = og.Generator(model.model, params)
+            except Exception as exc:  # noqa: BLE001 - llguidance reports a grammar it cannot compile here
+                raise InvalidArgument(f"The output constraint cannot be enforced: {exc}", param="constraint") from None
+        else:
+            sequence.generator = og.Generator(model.model, params)
+        sequence.stream = model.tokenizer.create_stream()
 
     def _prefill(self, sequence: Sequence, generator: og.Generator) -> None:
         if not sequence.score_prompt:

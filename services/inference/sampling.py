@@ -115,3 +115,13 @@ def logits_processor(params: pb.SamplingParams, vocab_size: int) -> LogitsProces
                                   param="logit_bias")
     processor = LogitsProcessor(dict(params.logit_bias), params.presence_penalty, params.frequency_penalty)
     return processor if processor.active else None
+
+
+def guidance(constraint: pb.Constraint) -> tuple[str, str] | None:
+    kind = constraint.WhichOneof("kind")
+    if kind is None:
+        return None
+    text = getattr(constraint, kind)
+    if not text.strip():
+        raise InvalidArgument(f"The {kind} constraint is empty.", param="constraint")
+    return kind, text

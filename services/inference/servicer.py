@@ -80,6 +80,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         stops = sampling.stop_strings(params)
         top_logprobs = sampling.top_logprobs(params)
         sampling.logits_processor(params, model.vocab_size)  # validates before anything is admitted
+        guidance = sampling.guidance(request.constraint)
         events: asyncio.Queue = asyncio.Queue()
         emit = asyncio_emitter(asyncio.get_running_loop(), events)
         sequences = []
@@ -90,7 +91,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             sequences.append(Sequence(
                 model_id=model.id, prompt=prompt, search_options=choice_options, budget=budget, emit=emit,
                 index=index, processor=sampling.logits_processor(params, model.vocab_size),
-                top_logprobs=top_logprobs, score_prompt=request.prompt_logprobs))
+                top_logprobs=top_logprobs, score_prompt=request.prompt_logprobs, guidance=guidance,
+                fast_forward=guidance is not None and top_logprobs is None and not params.logit_bias
+                and not params.presence_penalty and not params.frequency_penalty))
         try:
             for sequence in sequences:
                 self._engine.submit(sequence)

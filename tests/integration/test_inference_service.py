@@ -182,3 +182,48 @@ async def test_n_choices_with_a_seed_differ_from_each_other_and_repeat(inference
     first = await texts()
     assert first == await texts()
     assert len(set(first.values())) > 1
+
+
+JSON_SCHEMA = ('{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},'
+               ' "required": ["name", "age"], "additionalProperties": false}')
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 1.0, "seed": 3}, {"temperature": 0, "logprobs": True}])
+async def test_a_json_schema_constraint_makes_every_answer_valid(inference, prompt_ids, sampling):
+    import json
+
+    messages = [m async for m in inference.Generate(pb.GenerateRequest(
+        model="smollm2-135m-instruct", prompt_token_ids=prompt_ids, n=2,
+        constraint=pb.Constraint(json_schema=JSON_SCHEMA), sampling=pb.SamplingParams(max_tokens=60, **sampling)))]
+    for index in (0, 1):
+        text = "".join(m.text for m in messages if m.index == index)
+        value = json.loads(text)
+        assert set(value) == {"name", "age"} and isinstance(value["age"], int)
+        final = [m for m in messages if m.index == index and m.finish_reason][0]
+        assert final.finish_reason == common_pb2.FINISH_REASON_STOP
+        assert final.usage.completion_tokens == sum(len(m.token_ids) for m in messages if m.index == index)
+
+
+async def test_a_regex_constraint_allows_only_its_language(inference, prompt_ids):
+    text = "".join([m.text async for m in inference.Generate(pb.GenerateRequest(
+        model="smollm2-135m-instruct", prompt_token_ids=prompt_ids, constraint=pb.Constraint(regex="(yes|no)"),
+        sampling=pb.SamplingParams(max_tokens=10, temperature=1.0)))])
+    assert text in ("yes", "no")
+
+
+async def test_a_constraint_cut_by_max_tokens_ends_with_length(inference, prompt_ids):
+    messages = [m async for m in inference.Generate(pb.GenerateRequest(
+        model="smollm2-135m-instruct", prompt_token_ids=prompt_ids, constraint=pb.Constraint(json_schema=JSON_SCHEMA),
+        sampling=pb.SamplingParams(max_tokens=4, temperature=0)))]
+    assert messages[-1].finish_reason == common_pb2.FINISH_REASON_LENGTH
+    assert messages[-1].usage.completion_tokens == 4
+
+
+async def test_a_grammar_that_cannot_compile_is_invalid_argument_on_constraint(inference, prompt_ids):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in inference.Generate(pb.GenerateRequest(
+                model="smollm2-135m-instruct", prompt_token_ids=prompt_ids,
+                constraint=pb.Constraint(lark_grammar="start: undefined_rule"), sampling=pb.SamplingParams(max_tokens=4))):
+            pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_from_rpc(caught.value).param == "constraint"
