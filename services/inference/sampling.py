@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from ingot.common.errors import InvalidArgument
 from ingot.inference.v1 import inference_service_pb2 as pb
 from services.inference.logits import LogitsProcessor
+from services.inference.toolcalls import with_json_layout
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,18 @@ def search_options(params: pb.SamplingParams, max_length: int) -> dict[str, Any]
     return options
 
 
+# With fast-forward a grammar appends every token it forces in one step, and such a run can start just
+# before the budget ends; the generator's KV cache (max_length) needs room past the budget for it, or
+# onnxruntime fails the step. The engine still ends the choice at its budget.
+FAST_FORWARD_ROOM = 256
+
+
+def fast_forward_length(budget: Budget, context_length: int) -> int | None:
+    """The generator's max_length with room for forced runs; None where the context has no such room."""
+    length = budget.max_length + FAST_FORWARD_ROOM
+    return length if length <= context_length else None
+
+
 MAX_STOP_STRINGS = 4
 MAX_TOP_LOGPROBS = 20
 MAX_CHOICES = 16
@@ -124,4 +138,10 @@ def guidance(constraint: pb.Constraint) -> tuple[str, str] | None:
     text = getattr(constraint, kind)
     if not text.strip():
         raise InvalidArgument(f"The {kind} constraint is empty.", param="constraint")
+    if kind == "json_schema":
+        try:
+            schema = json.loads(text)
+        except ValueError as exc:
+            raise InvalidArgument(f"The json_schema constraint is not JSON: {exc}", param="constraint") from None
+        text = json.dumps(with_json_layout(schema))
     return kind, text

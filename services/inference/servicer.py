@@ -13,10 +13,10 @@ from ingot.inference.v1 import inference_service_pb2 as pb
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
-from services.inference import models, sampling
+from services.inference import models, sampling, toolcalls
 from services.inference.engine import Engine, Failed, PromptScored, Sequence, Tokens, asyncio_emitter
 from services.inference.logits import LogprobEntry
-from services.inference.stops import Piece, StopMatcher
+from services.inference.stops import Piece, Release, StopMatcher
 
 REGISTRY_TIMEOUT_S = 10.0
 # A resolution is reused this long, so a burst of requests asks the registry once.
@@ -80,7 +80,12 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         stops = sampling.stop_strings(params)
         top_logprobs = sampling.top_logprobs(params)
         sampling.logits_processor(params, model.vocab_size)  # validates before anything is admitted
-        guidance = sampling.guidance(request.constraint)
+        guidance = toolcalls.guidance(request, sampling.guidance(request.constraint))
+        room = sampling.fast_forward_length(budget, model.info.context_length)
+        fast_forward = (guidance is not None and room is not None and top_logprobs is None
+                        and not params.logit_bias and not params.presence_penalty and not params.frequency_penalty)
+        if fast_forward:
+            options["max_length"] = room
         events: asyncio.Queue = asyncio.Queue()
         emit = asyncio_emitter(asyncio.get_running_loop(), events)
         sequences = []
@@ -92,14 +97,13 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                 model_id=model.id, prompt=prompt, search_options=choice_options, budget=budget, emit=emit,
                 index=index, processor=sampling.logits_processor(params, model.vocab_size),
                 top_logprobs=top_logprobs, score_prompt=request.prompt_logprobs, guidance=guidance,
-                fast_forward=guidance is not None and top_logprobs is None and not params.logit_bias
-                and not params.presence_penalty and not params.frequency_penalty))
+                fast_forward=fast_forward))
         try:
             for sequence in sequences:
                 self._engine.submit(sequence)
             # Headers go out on admission, so a caller knows its request is queued before the first token.
             await context.send_initial_metadata(())
-            async for response in _responses(events, sequences, stops, model):
+            async for response in _responses(events, sequences, stops, model, toolcalls.parses_calls(request)):
                 yield response
         finally:
             # A no-op after a normal finish; on a cancelled call the engine drops each sequence before its
@@ -130,17 +134,44 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
 
 class _Choice:
-    """One choice's stream: stop strings matched on its text, tokens counted up to where it ended."""
+    """One choice's stream: tool calls parsed out of its text, stop strings matched on the rest (the prose,
+    so a stop string never cuts a call short), tokens counted up to where it ended."""
 
-    def __init__(self, stops: tuple[str, ...]) -> None:
+    def __init__(self, stops: tuple[str, ...], parse_calls: bool) -> None:
+        self.calls = toolcalls.ToolCallParser() if parse_calls else None
         self.matcher = StopMatcher(stops)
         self.completion_tokens = 0
         self.done = False
 
+    def feed(self, response: pb.GenerateResponse, event: Tokens) -> Release:
+        text = event.text
+        if self.calls is not None:
+            parsed = self.calls.feed(text)
+            response.tool_calls.extend(parsed.deltas)
+            text = parsed.content
+        return self.matcher.feed(Piece(event.token_id, text, event.logprob))
+
+    def flush(self, response: pb.GenerateResponse, reason: int) -> tuple[list[Piece], int]:
+        """What is still held when the choice ends, and its finish reason."""
+        pieces: list[Piece] = []
+        if self.calls is not None:
+            parsed = self.calls.flush()
+            response.tool_calls.extend(parsed.deltas)
+            if parsed.content:
+                # Prose held back in case it began a marker; its tokens went out already.
+                release = self.matcher.feed(Piece(None, parsed.content))
+                if release.stopped:
+                    return release.pieces, common_pb2.FINISH_REASON_STOP
+                pieces.extend(release.pieces)
+            if self.calls.calls and reason == common_pb2.FINISH_REASON_STOP:
+                reason = common_pb2.FINISH_REASON_TOOL_CALLS
+        return pieces + self.matcher.flush(), reason
+
 
 def _piece_message(response: pb.GenerateResponse, piece: Piece, model) -> None:
     response.text += piece.text
-    response.token_ids.append(piece.token_id)
+    if piece.token_id is not None:
+        response.token_ids.append(piece.token_id)
     if piece.logprob is not None:
         response.logprobs.append(_logprob_message(piece.logprob, model))
 
@@ -159,10 +190,11 @@ def _logprob_message(entry: LogprobEntry, model) -> pb.TokenLogprob:
     return message
 
 
-async def _responses(events: asyncio.Queue, sequences: list[Sequence], stops: tuple[str, ...], model):
+async def _responses(events: asyncio.Queue, sequences: list[Sequence], stops: tuple[str, ...], model,
+                     parse_calls: bool = False):
     """Turns engine events into GenerateResponses: tokens that piled up while the client read slowly go
     out as one message per choice, and a choice whose stop string matched ends at once."""
-    choices = [_Choice(stops) for _ in sequences]
+    choices = [_Choice(stops, parse_calls) for _ in sequences]
     prompt_tokens = len(sequences[0].prompt)
     while not all(choice.done for choice in choices):
         batch = [await events.get()]
@@ -181,7 +213,7 @@ async def _responses(events: asyncio.Queue, sequences: list[Sequence], stops: tu
                 continue
             if isinstance(event, Tokens):
                 choice.completion_tokens += 1
-                release = choice.matcher.feed(Piece(event.token_id, event.text, event.logprob))
+                release = choice.feed(response, event)
                 for piece in release.pieces:
                     _piece_message(response, piece, model)
                 if not release.stopped:
@@ -189,9 +221,9 @@ async def _responses(events: asyncio.Queue, sequences: list[Sequence], stops: tu
                 sequences[event.index].cancel()
                 reason = common_pb2.FINISH_REASON_STOP
             else:
-                for piece in choice.matcher.flush():
+                pieces, reason = choice.flush(response, event.reason)
+                for piece in pieces:
                     _piece_message(response, piece, model)
-                reason = event.reason
             choice.done = True
             response.finish_reason = reason
             response.usage.CopyFrom(common_pb2.Usage(
@@ -199,5 +231,6 @@ async def _responses(events: asyncio.Queue, sequences: list[Sequence], stops: tu
                 total_tokens=prompt_tokens + choice.completion_tokens))
         for index in sorted(responses):
             response = responses[index]
-            if response.token_ids or response.text or response.finish_reason or response.prompt_logprobs:
+            if (response.token_ids or response.text or response.finish_reason or response.prompt_logprobs
+                    or response.tool_calls):
                 yield response

@@ -12,9 +12,10 @@ from typing import Any
 
 @dataclass
 class Piece:
-    """A generated token with its text and, when asked for, its log probability entry."""
+    """A generated token with its text and, when asked for, its log probability entry. Text released
+    after its token went out (held back for a tool-call marker that never came) has no token id."""
 
-    token_id: int
+    token_id: int | None
     text: str
     logprob: Any = None
 

@@ -17,7 +17,7 @@ from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from ingot.tokenizer.v1 import tokenizer_service_pb2 as pb
 from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
-from services.tokenizer import chat_template, modelfiles
+from services.tokenizer import chat_template, modelfiles, tools as tool_prompts
 from services.tokenizer.messages import parse_tools, template_messages
 from services.tokenizer.modelfiles import ModelTokenizer
 from services.tokenizer.resolver import ModelResolver
@@ -78,6 +78,8 @@ def _render_and_encode(model_name: str, tokenizer: ModelTokenizer, messages: Seq
         template = chat_template.compile_template(source)
     except chat_template.TemplateCompileError as exc:
         raise Internal(f"The chat template of '{model_name}' is not valid Jinja: {exc}") from None
+    if tool_prompts.needs_inlining(chat, tools) and not tool_prompts.renders_tools(template):
+        chat, tools = tool_prompts.inline(chat, tools), None
     try:
         prompt = chat_template.render(template, chat, tools=tools, special_tokens=tokenizer.special_tokens,
                                       continue_final_message=continue_final_message)

@@ -219,6 +219,16 @@ async def test_a_constraint_cut_by_max_tokens_ends_with_length(inference, prompt
     assert messages[-1].usage.completion_tokens == 4
 
 
+async def test_a_forced_run_longer_than_what_is_left_of_the_budget_ends_with_length(inference, prompt_ids):
+    # The grammar forces the whole sentence at once (fast-forward): far more tokens than max_tokens allows.
+    forced = '{"const": "' + "every word of this sentence is forced by the grammar, " * 4 + '"}'
+    messages = [m async for m in inference.Generate(pb.GenerateRequest(
+        model="smollm2-135m-instruct", prompt_token_ids=prompt_ids, constraint=pb.Constraint(json_schema=forced),
+        sampling=pb.SamplingParams(max_tokens=3, temperature=0)))]
+    assert messages[-1].finish_reason == common_pb2.FINISH_REASON_LENGTH
+    assert messages[-1].usage.completion_tokens == 3
+
+
 async def test_a_grammar_that_cannot_compile_is_invalid_argument_on_constraint(inference, prompt_ids):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in inference.Generate(pb.GenerateRequest(
@@ -227,3 +237,98 @@ async def test_a_grammar_that_cannot_compile_is_invalid_argument_on_constraint(i
             pass
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_from_rpc(caught.value).param == "constraint"
+
+
+WEATHER_PARAMETERS = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                                       "unit": {"enum": ["celsius", "fahrenheit"]}},
+                      "required": ["city", "unit"], "additionalProperties": False}
+ADD_PARAMETERS = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                  "required": ["a", "b"], "additionalProperties": False}
+
+
+@pytest.fixture(scope="module")
+def tools_prompt_ids(smollm2_dir):
+    import json
+
+    from tokenizers import Tokenizer
+
+    from services.tokenizer.tools import tools_section
+
+    section = tools_section([{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMETERS}},
+                             {"type": "function", "function": {"name": "add", "parameters": ADD_PARAMETERS}}])
+    text = (f"<|im_start|>system\n{section}<|im_end|>\n<|im_start|>user\nWhat is the weather in Paris?<|im_end|>\n"
+            "<|im_start|>assistant\n")
+    assert json.dumps(WEATHER_PARAMETERS) in text.replace('": ', '": ')
+    return Tokenizer.from_file(str(smollm2_dir / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+
+
+def tools_request(prompt_ids, choice, *, parallel=False, function_name="", n=1, max_tokens=80, **sampling):
+    import json
+
+    functions = [pb.FunctionDefinition(name="get_weather", parameters_json=json.dumps(WEATHER_PARAMETERS)),
+                 pb.FunctionDefinition(name="add", parameters_json=json.dumps(ADD_PARAMETERS))]
+    return pb.GenerateRequest(
+        model="smollm2-135m-instruct", prompt_token_ids=prompt_ids, n=n,
+        tools=pb.Tools(functions=functions, choice=choice, parallel_calls=parallel, function_name=function_name),
+        sampling=pb.SamplingParams(max_tokens=max_tokens, **sampling))
+
+
+def assembled(messages, index=0):
+    text, calls = "", {}
+    for m in messages:
+        if m.index != index:
+            continue
+        text += m.text
+        for delta in m.tool_calls:
+            call = calls.setdefault(delta.index, ["", "", ""])
+            call[0] += delta.id
+            call[1] += delta.name
+            call[2] += delta.arguments
+    return text, [calls[i] for i in sorted(calls)]
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 1.0, "seed": 5}])
+async def test_required_tools_make_every_choice_a_valid_call(inference, tools_prompt_ids, sampling):
+    import json
+
+    messages = [m async for m in inference.Generate(
+        tools_request(tools_prompt_ids, pb.TOOL_CHOICE_REQUIRED, n=2, **sampling))]
+    for index in (0, 1):
+        text, calls = assembled(messages, index)
+        assert text == ""
+        assert len(calls) == 1
+        call_id, name, arguments = calls[0]
+        assert call_id.startswith("call_") and name in ("get_weather", "add")
+        value = json.loads(arguments)
+        assert set(value) == ({"city", "unit"} if name == "get_weather" else {"a", "b"})
+        final = [m for m in messages if m.index == index and m.finish_reason][0]
+        assert final.finish_reason == common_pb2.FINISH_REASON_TOOL_CALLS
+
+
+async def test_a_named_function_is_the_one_called(inference, tools_prompt_ids):
+    import json
+
+    messages = [m async for m in inference.Generate(
+        tools_request(tools_prompt_ids, pb.TOOL_CHOICE_FUNCTION, function_name="add", temperature=0))]
+    text, [(_, name, arguments)] = assembled(messages)
+    assert (text, name) == ("", "add")
+    assert set(json.loads(arguments)) == {"a", "b"}
+
+
+async def test_tool_choice_none_answers_in_prose_without_markers(inference, tools_prompt_ids):
+    messages = [m async for m in inference.Generate(
+        tools_request(tools_prompt_ids, pb.TOOL_CHOICE_NONE, max_tokens=40, temperature=0))]
+    text, calls = assembled(messages)
+    assert text.strip() and calls == []
+    assert "<tool_call>" not in text
+    assert messages[-1].finish_reason in (common_pb2.FINISH_REASON_STOP, common_pb2.FINISH_REASON_LENGTH)
+
+
+async def test_a_call_cut_by_max_tokens_ends_with_length_and_keeps_its_name(inference, tools_prompt_ids):
+    messages = [m async for m in inference.Generate(
+        tools_request(tools_prompt_ids, pb.TOOL_CHOICE_FUNCTION, function_name="get_weather", max_tokens=24,
+                      temperature=0))]
+    _, calls = assembled(messages)
+    assert messages[-1].finish_reason == common_pb2.FINISH_REASON_LENGTH
+    assert calls[0][1] == "get_weather"
+    assert messages[-1].usage.completion_tokens == 24

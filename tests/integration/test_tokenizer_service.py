@@ -175,10 +175,33 @@ async def test_an_unknown_role_is_invalid_argument_naming_the_message(tokenizer)
 
 
 async def test_a_message_the_template_cannot_render_is_invalid_argument_on_messages(tokenizer):
+    # SmolLM2's template adds each message's content to a string: a user turn without content breaks it.
+    code, error = await failure(apply(tokenizer, [msg("user", "Hi"), msg("user")]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and error.param == "messages"
+
+
+CAPITAL_TOOL = {"type": "function", "function": {"name": "capital", "description": "The capital of a country",
+                                                 "parameters": {"type": "object",
+                                                                "properties": {"country": {"type": "string"}}}}}
+
+
+async def test_tools_reach_a_template_without_a_tools_section_through_the_system_message(tokenizer):
+    response = await apply(tokenizer, [msg("user", "Capital of Italy?")], tools_json=json.dumps([CAPITAL_TOOL]))
+    assert response.prompt.startswith("<|im_start|>system\n# Tools\n")
+    assert '{"type": "function", "function": {"name": "capital"' in response.prompt
+    assert "<tool_call>" in response.prompt
+    # The tools section takes the place of SmolLM2's default system prompt.
+    assert "SmolLM" not in response.prompt
+
+
+async def test_calls_and_tool_results_in_the_history_render_in_the_call_format(tokenizer):
     call = common_pb2.ToolCall(id="c1", type="function",
                                function=common_pb2.FunctionCall(name="capital", arguments='{"country": "Italy"}'))
-    code, error = await failure(apply(tokenizer, [msg("user", "Hi"), msg("assistant", tool_calls=[call])]))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and error.param == "messages"
+    response = await apply(tokenizer, [msg("user", "Capital of Italy?"), msg("assistant", tool_calls=[call]),
+                                       msg("tool", "Rome", tool_call_id="c1")], tools_json=json.dumps([CAPITAL_TOOL]))
+    assert response.prompt.endswith(
+        '<|im_start|>assistant\n<tool_call>\n{"name": "capital", "arguments": {"country": "Italy"}}\n</tool_call>'
+        "<|im_end|>\n<|im_start|>user\n<tool_response>\nRome\n</tool_response><|im_end|>\n<|im_start|>assistant\n")
 
 
 async def test_bad_tools_json_is_invalid_argument_on_tools(tokenizer):
