@@ -98,8 +98,9 @@ class Backends:
             reply = await self.registry.ListModels(registry_pb2.ListModelsRequest(), timeout=self.call_timeout)
         return reply.models
 
-    async def apply_chat_template(self, model: str, messages: Sequence[common_pb2.ChatMessage]) -> list[int]:
-        request = tokenizer_pb2.ApplyChatTemplateRequest(model=model, messages=messages)
+    async def apply_chat_template(self, model: str, messages: Sequence[common_pb2.ChatMessage],
+                                  tools_json: str = "") -> list[int]:
+        request = tokenizer_pb2.ApplyChatTemplateRequest(model=model, messages=messages, tools_json=tools_json)
         with translated("tokenizer"):
             reply = await self.tokenizer.ApplyChatTemplate(request, timeout=self.call_timeout)
         return list(reply.token_ids)

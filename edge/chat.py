@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 from aiohttp import web
 
-from edge import convert
+from edge import convert, toolcalls
 from edge.backends import BACKENDS, translated
 from edge.errors import Failure, error_body
 from edge.parsing import parse_chat_request
@@ -40,6 +40,7 @@ _CHAT_TASKS = (common_pb2.MODEL_TASK_CHAT_COMPLETION, common_pb2.MODEL_TASK_UNSP
 class ChoiceState:
     text: list[str] = field(default_factory=list)
     logprobs: list[inference_pb2.TokenLogprob] = field(default_factory=list)
+    calls: toolcalls.Calls = field(default_factory=toolcalls.Calls)
     final: inference_pb2.GenerateResponse | None = None
     # Streaming: whether this choice's first chunk (the one carrying the role) went out.
     opened: bool = False
@@ -55,13 +56,18 @@ class Completion:
     n: int = 1
     include_usage: bool = False
     logprobs: bool = False
+    structured: toolcalls.Structured = field(default_factory=toolcalls.Structured)
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
     completion_tokens: int = 0
     choices: list[ChoiceState] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.choices = [ChoiceState() for _ in range(self.n)]
+        self.choices = [ChoiceState(calls=toolcalls.Calls(legacy=self.structured.legacy)) for _ in range(self.n)]
+
+    @property
+    def tools(self) -> bool:
+        return self.structured.tools is not None
 
     def add(self, message: inference_pb2.GenerateResponse) -> ChoiceState:
         if message.index >= self.n:
@@ -69,6 +75,7 @@ class Completion:
         state = self.choices[message.index]
         state.text.append(message.text)
         state.logprobs.extend(message.logprobs)
+        state.calls.add(message.tool_calls)
         self.completion_tokens += len(message.token_ids)
         if message.finish_reason != common_pb2.FINISH_REASON_UNSPECIFIED:
             state.final = message
@@ -81,7 +88,7 @@ class Completion:
         reason = convert.FINISH_REASONS.get(final.finish_reason)
         if reason is None:
             raise Internal(f"The inference service sent an unknown finish reason ({final.finish_reason}).")
-        return reason
+        return self.choices[index].calls.finish_reason(reason)
 
     def usage(self) -> Usage:
         finals = [state.final for state in self.choices]
@@ -97,11 +104,18 @@ class Completion:
 
     def response(self) -> ChatCompletion:
         choices = [
-            Choice(index=index, message=AssistantMessage(content="".join(state.text)),
-                   finish_reason=self.finish_reason(index), logprobs=self._logprobs(state.logprobs))
+            Choice(index=index, message=self._message(state), finish_reason=self.finish_reason(index),
+                   logprobs=self._logprobs(state.logprobs))
             for index, state in enumerate(self.choices)
         ]
         return ChatCompletion(id=self.id, created=self.created, model=self.model, usage=self.usage(), choices=choices)
+
+    @staticmethod
+    def _message(state: ChoiceState) -> AssistantMessage:
+        text = "".join(state.text)
+        # An answer that is only calls has no content, as OpenAI sends it.
+        return AssistantMessage(content=None if state.calls and not text else text,
+                                tool_calls=state.calls.tool_calls(), function_call=state.calls.function_call())
 
     def chunk(self, index: int, delta: Delta, finish_reason: str | None = None, logprobs=()) -> str:
         choice = ChunkChoice(index=index, delta=delta, finish_reason=finish_reason,
@@ -126,19 +140,21 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         task = convert.TASKS.get(model.task, f"task {model.task}")
         raise InvalidArgument(f"Model '{chat.model}' is a {task} model; chat completions need a "
                               "chat-completion model.", param="model")
-    prompt = await backends.apply_chat_template(model.id, [convert.chat_message(m) for m in chat.messages])
+    structured = toolcalls.structured(chat)
+    prompt = await backends.apply_chat_template(model.id, toolcalls.chat_messages(chat.messages),
+                                                tools_json=structured.tools_json)
     generate = inference_pb2.GenerateRequest(
         model=model.id, prompt_token_ids=prompt, sampling=convert.sampling_params(chat, chat.token_limit),
-        n=chat.choices, execution_provider=chat.ep or "")
+        n=chat.choices, execution_provider=chat.ep or "", tools=structured.tools, constraint=structured.constraint)
     if chat.ttl is not None:
         generate.ttl_seconds = chat.ttl
     if chat.user or chat.metadata:
         log.info("chat request for %s from user %r with metadata %s", model.id, chat.user, chat.metadata)
     call = backends.generate(generate)
     completion = Completion(model=model.id, prompt_tokens=len(prompt), n=chat.choices,
-                            include_usage=chat.include_usage, logprobs=bool(chat.logprobs))
+                            include_usage=chat.include_usage, logprobs=bool(chat.logprobs), structured=structured)
     try:
-        async with aclosing(_messages(call)) as messages:
+        async with aclosing(_messages(call, structured.constraint_param)) as messages:
             if chat.stream:
                 return await _stream(request, messages, completion)
             async for message in messages:
@@ -149,10 +165,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             call.cancel()
 
 
-async def _messages(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[inference_pb2.GenerateResponse]:
-    with translated("inference"):
-        async for message in call:
-            yield message
+async def _messages(call: grpc.aio.UnaryStreamCall,
+                    constraint_param: str) -> AsyncIterator[inference_pb2.GenerateResponse]:
+    try:
+        with translated("inference"):
+            async for message in call:
+                yield message
+    except InvalidArgument as error:
+        # The engine names its own field for a grammar it cannot compile; to the client it is the tools or
+        # the response format the grammar was built from.
+        if error.param == "constraint":
+            error.param = constraint_param
+        raise
 
 
 async def _stream(request: web.Request, messages: AsyncIterator[inference_pb2.GenerateResponse],
@@ -187,12 +211,24 @@ async def _relay(stream: EventStream, completion: Completion, first: inference_p
     while message is not None:
         state = completion.add(message)
         index = message.index
-        if not state.opened:
+        if not state.opened and not completion.tools:
             state.opened = True
             await stream.send(completion.chunk(index, Delta(role="assistant", content="")))
-        if message.text or message.logprobs:
-            await stream.send(completion.chunk(index, Delta(content=message.text), logprobs=message.logprobs))
+        if message.text or message.logprobs or message.tool_calls:
+            delta = Delta(content=message.text if message.text or not message.tool_calls else None)
+            if message.tool_calls:
+                calls = toolcalls.delta_fields(message.tool_calls, completion.structured.legacy)
+                delta = delta.model_copy(update=calls)
+            if not state.opened:
+                # With tools the role waits for the first text or call, so that an answer that is only calls
+                # never shows an empty content, as OpenAI streams it.
+                state.opened = True
+                delta = delta.model_copy(update={"role": "assistant"})
+            await stream.send(completion.chunk(index, delta, logprobs=message.logprobs))
         if state.final is not None:
+            if not state.opened:
+                state.opened = True
+                await stream.send(completion.chunk(index, Delta(role="assistant", content="")))
             await stream.send(completion.chunk(index, Delta(), completion.finish_reason(index)))
         message = await anext(rest, None)
     # [DONE] only once the call has ended cleanly: a failure status after the last token still becomes an

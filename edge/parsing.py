@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from edge.schemas import ChatCompletionRequest, ChatMessage, SamplingFields
+from edge.schema_support import check_request_schema
+from edge.schemas import ChatCompletionRequest, ChatMessage, FunctionDefinition, SamplingFields
 from ingot.common.errors import InvalidArgument
 
 M = TypeVar("M", bound=BaseModel)
@@ -97,6 +98,8 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
             "disagree; send only max_completion_tokens.", param="max_completion_tokens")
     for index, message in enumerate(request.messages):
         _check_message(f"messages[{index}]", message)
+    _check_tools(request)
+    _check_response_format(request)
     return request
 
 
@@ -115,14 +118,77 @@ def _check_message(where: str, message: ChatMessage) -> None:
     if message.tool_calls is not None and message.role != "assistant":
         raise InvalidArgument(f"Invalid value for '{where}.tool_calls': only assistant messages carry tool "
                               "calls.", param=f"{where}.tool_calls")
+    if message.function_call is not None and message.role != "assistant":
+        raise InvalidArgument(f"Invalid value for '{where}.function_call': only assistant messages carry a "
+                              "function call.", param=f"{where}.function_call")
+    if message.role == "function" and not message.name:
+        raise InvalidArgument(f"Missing required parameter: '{where}.name' (a function message names its "
+                              "function).", param=f"{where}.name")
     if message.tool_call_id is not None and message.role != "tool":
         raise InvalidArgument(f"Invalid value for '{where}.tool_call_id': only tool messages carry a "
                               "tool_call_id.", param=f"{where}.tool_call_id")
     if message.role == "tool" and message.tool_call_id is None:
         raise InvalidArgument(f"Missing required parameter: '{where}.tool_call_id'.", param=f"{where}.tool_call_id")
     if message.role == "assistant":
-        if message.content is None and not message.tool_calls:
+        if message.content is None and not message.tool_calls and message.function_call is None:
             raise InvalidArgument(f"Missing required parameter: '{where}.content' (an assistant message needs "
                                   "content or tool_calls).", param=f"{where}.content")
     elif message.content is None:
         raise InvalidArgument(f"Missing required parameter: '{where}.content'.", param=f"{where}.content")
+
+
+def _only_with(request: ChatCompletionRequest, field: str, needs: str) -> None:
+    if getattr(request, field) is not None and getattr(request, needs) is None:
+        raise InvalidArgument(f"Invalid value for '{field}': '{field}' is only allowed when '{needs}' are "
+                              "specified.", param=field)
+
+
+def _check_functions(functions: list[FunctionDefinition], where: Callable[[int], str]) -> None:
+    names: set[str] = set()
+    for index, function in enumerate(functions):
+        if function.name in names:
+            raise InvalidArgument(f"Invalid value for '{where(index)}.name': the function '{function.name}' is "
+                                  "defined twice.", param=f"{where(index)}.name")
+        names.add(function.name)
+        if function.parameters is not None:
+            param = f"{where(index)}.parameters"
+            if function.parameters.get("type", "object") != "object":
+                raise InvalidArgument(f"Invalid schema for '{param}': a function's parameters are an object "
+                                      "('type': 'object').", param=param)
+            check_request_schema(function.parameters, param)
+
+
+def _check_tools(request: ChatCompletionRequest) -> None:
+    """What tools, functions and the choices between them require of each other."""
+    if request.tools is not None and request.functions is not None:
+        raise InvalidArgument("Send either 'tools' or the legacy 'functions', not both.", param="functions")
+    _only_with(request, "tool_choice", "tools")
+    _only_with(request, "parallel_tool_calls", "tools")
+    _only_with(request, "function_call", "functions")
+    if request.tools is not None:
+        _check_functions([tool.function for tool in request.tools], lambda i: f"tools[{i}].function")
+        named = request.tool_choice.function if request.tool_choice is not None else None
+        if named is not None and named.name not in {tool.function.name for tool in request.tools}:
+            raise InvalidArgument(f"Invalid value for 'tool_choice': there is no function named '{named.name}' "
+                                  "in 'tools'.", param="tool_choice")
+    if request.functions is not None:
+        _check_functions(request.functions, lambda i: f"functions[{i}]")
+        name = request.function_call.name if request.function_call is not None else None
+        if name is not None and name not in {function.name for function in request.functions}:
+            raise InvalidArgument(f"Invalid value for 'function_call': there is no function named '{name}' in "
+                                  "'functions'.", param="function_call")
+
+
+def _check_response_format(request: ChatCompletionRequest) -> None:
+    response_format = request.response_format
+    if response_format is None:
+        return
+    if response_format.type == "json_schema":
+        if response_format.json_schema is None:
+            raise InvalidArgument("Missing required parameter: 'response_format.json_schema'.",
+                                  param="response_format.json_schema")
+        if response_format.json_schema.schema_ is not None:
+            check_request_schema(response_format.json_schema.schema_, "response_format")
+    elif response_format.json_schema is not None:
+        raise InvalidArgument(f"Invalid value for 'response_format.json_schema': it goes with type 'json_schema', "
+                              f"not '{response_format.type}'.", param="response_format.json_schema")

@@ -54,14 +54,17 @@ class ToolCall(_Request):
 
 
 class ChatMessage(_Request):
-    # "developer" is OpenAI's newer name for the system role; templates know only "system".
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # "developer" is OpenAI's newer name for the system role; templates know only "system". "function" is
+    # the result of a legacy function_call, as "tool" is of a tool call.
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     # A plain string arrives as one text part: templates see the same text either way, and keeping the
     # field a single list type (not a union) keeps pydantic's error locations free of union member names.
     content: list[TextPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # The legacy form of one tool call.
+    function_call: FunctionCall | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -76,6 +79,84 @@ class ChatMessage(_Request):
         if self.content is None:
             return None
         return "\n".join(part.text for part in self.content)
+
+
+# OpenAI's rule for function and response format names.
+NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class FunctionDefinition(_Request):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    # A JSON Schema of the arguments object; absent, the function takes none.
+    parameters: dict[str, Any] | None = None
+    # OpenAI's opt-in to exact adherence; here every call adheres, strict or not (constrained decoding).
+    strict: bool | None = None
+
+
+class Tool(_Request):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(_Request):
+    name: str
+
+
+def _mode_object(value: Any, modes: tuple[str, ...], key: str, what: str) -> Any:
+    """OpenAI's string modes ("auto") as the object form a single model validates, {key: "auto"}."""
+    if isinstance(value, str):
+        if value not in modes:
+            raise PydanticCustomError("mode", "expected {what}, got '{value}'", {"what": what, "value": value})
+        return {key: value}
+    return value
+
+
+class ToolChoice(_Request):
+    """tool_choice: "none", "auto" and "required" arrive as {"type": mode}; a named function as OpenAI
+    writes it, {"type": "function", "function": {"name": ...}}."""
+
+    type: Literal["none", "auto", "required", "function"]
+    function: FunctionName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return _mode_object(value, ("none", "auto", "required"), "type",
+                            "'none', 'auto', 'required' or a named function")
+
+    @model_validator(mode="after")
+    def _function_when_named(self) -> ToolChoice:
+        if (self.type == "function") != (self.function is not None):
+            raise PydanticCustomError("tool_choice", "a named tool choice is {\"type\": \"function\", "
+                                      "\"function\": {\"name\": ...}}; other choices name no function")
+        return self
+
+
+class FunctionCallChoice(_Request):
+    """The legacy function_call: "none" and "auto" arrive as {"mode": ...}, {"name": ...} forces a function."""
+
+    mode: Literal["none", "auto"] | None = None
+    name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return _mode_object(value, ("none", "auto"), "mode", "'none', 'auto' or {\"name\": ...}")
+
+
+class JsonSchemaFormat(_Request):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    # Absent: any JSON object.
+    schema_: dict[str, Any] | bool | None = Field(None, alias="schema")
+    # As for tools: the output always adheres, strict or not.
+    strict: bool | None = None
+
+
+class ResponseFormat(_Request):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 class StreamOptions(_Request):
@@ -150,6 +231,13 @@ class ChatCompletionRequest(SamplingFields):
     # Foundry Local's: seconds the model stays loaded after this request, and the execution provider.
     ttl: int | None = Field(None, ge=0, le=_UINT32_MAX)
     ep: str | None = Field(None, min_length=1)
+    tools: list[Tool] | None = Field(None, min_length=1, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # The legacy form of tools and tool_choice.
+    functions: list[FunctionDefinition] | None = Field(None, min_length=1, max_length=128)
+    function_call: FunctionCallChoice | None = None
+    response_format: ResponseFormat | None = None
 
     @property
     def token_limit(self) -> int | None:
@@ -164,7 +252,19 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    # None when the answer is only calls, as OpenAI sends it.
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None
+
+    @model_serializer
+    def _calls_when_made(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls is not None:
+            body["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.function_call is not None:
+            body["function_call"] = self.function_call.model_dump()
+        return body
 
 
 class TopLogprob(BaseModel):
@@ -198,14 +298,43 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+def _set_fields(model: BaseModel) -> dict[str, Any]:
+    # OpenAI's deltas carry only what is new: {} on the chunk that ends a choice.
+    return {key: getattr(model, key) for key in type(model).model_fields if getattr(model, key) is not None}
+
+
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+    @model_serializer
+    def _only_what_changed(self) -> dict[str, Any]:
+        return _set_fields(self)
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a call: the first carries its id, type and name; the next ones fragments of its arguments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
+
+    @model_serializer
+    def _only_what_changed(self) -> dict[str, Any]:
+        return _set_fields(self)
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    # The legacy form, for requests that sent `functions`.
+    function_call: FunctionCallDelta | None = None
 
     @model_serializer
-    def _only_what_changed(self) -> dict[str, str]:
-        # OpenAI's deltas carry only what is new: {} on the chunk that ends a choice.
-        return {key: value for key, value in (("role", self.role), ("content", self.content)) if value is not None}
+    def _only_what_changed(self) -> dict[str, Any]:
+        return _set_fields(self)
 
 
 class ChunkChoice(BaseModel):

@@ -73,6 +73,8 @@ class Script:
     hang: bool = False
     # Keep sending a piece every 10 ms until cancelled.
     endless: bool = False
+    # Tool call deltas sent with the piece at that position.
+    tool_calls: dict[int, list[inference_pb2.ToolCallDelta]] = field(default_factory=dict)
 
 
 class FakeInference(inference_grpc.InferenceServiceServicer):
@@ -93,7 +95,7 @@ class FakeInference(inference_grpc.InferenceServiceServicer):
             for index, piece in enumerate(script.pieces):
                 last = ends and index == len(script.pieces) - 1
                 yield inference_pb2.GenerateResponse(
-                    token_ids=[100 + index], text=piece,
+                    token_ids=[100 + index], text=piece, tool_calls=script.tool_calls.get(index, []),
                     finish_reason=script.finish if last else common_pb2.FINISH_REASON_UNSPECIFIED,
                     usage=common_pb2.Usage(prompt_tokens=len(request.prompt_token_ids),
                                            completion_tokens=len(script.pieces),

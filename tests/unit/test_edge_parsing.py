@@ -10,6 +10,7 @@ from edge.parsing import BAD_JSON, param_path, parse_chat_request
 from ingot.common.errors import InvalidArgument
 
 USER = {"role": "user", "content": "hi"}
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
 
 
 def body(**fields: object) -> dict[str, object]:
@@ -44,7 +45,9 @@ def test_body_must_be_an_object(raw: bytes) -> None:
     ({"messages": [USER, "hi"]}, "messages[1]"),
     ({"messages": [{"content": "hi"}]}, "messages[0].role"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
-    ({"messages": [{"role": "function", "content": "hi", "name": "f"}]}, "messages[0].role"),
+    ({"messages": [{"role": "function", "content": "hi"}]}, "messages[0].name"),
+    ({"messages": [{"role": "user", "content": "hi", "function_call": {"name": "f", "arguments": "{}"}}]},
+     "messages[0].function_call"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
     ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
     ({"messages": [USER, {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
@@ -77,7 +80,30 @@ def test_body_must_be_an_object(raw: bytes) -> None:
     ({"n": 0}, "n"),
     ({"logit_bias": {"x": 1}}, "logit_bias"),
     ({"logit_bias": {"1": 101}}, "logit_bias"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"tools": []}, "tools"),
+    ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+    ({"tools": [{"type": "function", "function": {"name": "get weather"}}]}, "tools[0].function.name"),
+    ({"tools": [TOOL, TOOL]}, "tools[1].function.name"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+     "tools[0].function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}}}]},
+     "tools[0].function.parameters"),
+    ({"tools": [TOOL], "tool_choice": "sometimes"}, "tool_choice"),
+    ({"tools": [TOOL], "tool_choice": {"type": "function"}}, "tool_choice"),
+    ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "other"}}}, "tool_choice"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+    ({"tools": [TOOL], "functions": [TOOL["function"]]}, "functions"),
+    ({"function_call": "auto"}, "function_call"),
+    ({"functions": [TOOL["function"]], "function_call": {"name": "other"}}, "function_call"),
+    ({"functions": [{"name": "f", "parameters": {"not": {}}}]}, "functions[0].parameters"),
+    ({"response_format": {"type": "xml"}}, "response_format.type"),
+    ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+    ({"response_format": {"type": "json_object", "json_schema": {"name": "a"}}}, "response_format.json_schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a b"}}}, "response_format.json_schema.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"format": "uri"}}}},
+     "response_format"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"stop": [""]}, "stop"),
     ({"presence_penalty": 2.5}, "presence_penalty"),
@@ -134,3 +160,31 @@ def test_null_stands_for_absent() -> None:
 def test_param_path() -> None:
     assert param_path(("messages", 0, "content", 2, "text")) == "messages[0].content[2].text"
     assert param_path(("temperature",)) == "temperature"
+
+
+def test_accepts_tools_and_structured_output() -> None:
+    request = parse_chat_request(json.dumps(body(
+        tools=[TOOL, {"type": "function", "function": {"name": "g", "description": "d", "strict": True}}],
+        tool_choice={"type": "function", "function": {"name": "g"}}, parallel_tool_calls=False,
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "strict": True,
+                                                                "schema": {"type": "object"}}})).encode())
+    assert request.tool_choice.function.name == "g"
+    assert request.response_format.json_schema.schema_ == {"type": "object"}
+    for choice in ("none", "auto", "required"):
+        assert parse_chat_request(json.dumps(body(tools=[TOOL], tool_choice=choice)).encode()).tool_choice.type == choice
+
+
+def test_accepts_the_legacy_functions_api() -> None:
+    request = parse_chat_request(json.dumps(body(
+        messages=[USER, {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}},
+                  {"role": "function", "name": "f", "content": "42"}],
+        functions=[TOOL["function"]], function_call={"name": "f"})).encode())
+    assert request.function_call.name == "f"
+    assert parse_chat_request(json.dumps(body(functions=[TOOL["function"]], function_call="none")).encode()
+                              ).function_call.mode == "none"
+
+
+def test_an_unenforceable_schema_keyword_is_named_in_the_message() -> None:
+    error = rejects(body(response_format={"type": "json_schema", "json_schema": {
+        "name": "r", "schema": {"type": "object", "properties": {"a": {"type": "string", "contentEncoding": "base64"}}}}}))
+    assert "'contentEncoding'" in error.message and "/properties/a" in error.message
