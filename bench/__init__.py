@@ -1,0 +1,1 @@
+"""ingot's benchmarks, each measured against the raw engine in the same run (`make bench`)."""
