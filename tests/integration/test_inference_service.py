@@ -332,3 +332,17 @@ async def test_a_call_cut_by_max_tokens_ends_with_length_and_keeps_its_name(infe
     assert messages[-1].finish_reason == common_pb2.FINISH_REASON_LENGTH
     assert calls[0][1] == "get_weather"
     assert messages[-1].usage.completion_tokens == 24
+
+
+async def test_tools_with_a_json_schema_answer_either_call_or_answer_in_that_schema(inference, tools_prompt_ids):
+    import json
+
+    request = tools_request(tools_prompt_ids, pb.TOOL_CHOICE_AUTO, max_tokens=120, temperature=0)
+    request.constraint.json_schema = JSON_SCHEMA
+    messages = [m async for m in inference.Generate(request)]
+    text, calls = assembled(messages)
+    if calls:
+        assert text == "" and messages[-1].finish_reason == common_pb2.FINISH_REASON_TOOL_CALLS
+    else:
+        assert set(json.loads(text)) == {"name", "age"}
+        assert messages[-1].finish_reason == common_pb2.FINISH_REASON_STOP
