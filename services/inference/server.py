@@ -24,7 +24,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
 def build(server, config: InferenceSettings):
     """Registers the servicer on `server`; returns the engine and a cleanup coroutine function."""
     engine = Engine(max_active=config.max_active_sequences, max_waiting=config.max_waiting_sequences,
-                    prefill_chunk=config.prefill_chunk_tokens, default_ttl=config.default_ttl_seconds,
+                    prefill_chunk=config.prefill_chunk_tokens, max_batch=config.max_batch_size,
+                    default_ttl=config.default_ttl_seconds,
                     memory_budget_bytes=config.memory_budget_mb * 2**20)
     engine.start()
     registry_channel = insecure_channel(config.registry_address)
