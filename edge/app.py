@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, health, models
+from edge import chat, embeddings, health, models
+from edge.azure import app as azure
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
 from edge.settings import EdgeSettings
@@ -29,6 +30,8 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_backends)
     app.add_routes(chat.routes)
+    app.add_routes(embeddings.routes)
     app.add_routes(models.routes)
     app.add_routes(health.routes)
+    azure.mount(app)
     return app

@@ -1,0 +1,125 @@
+"""Batches every input waiting for one model into padded onnxruntime runs.
+
+Calls put their rows in one queue; a worker takes the oldest rows (up to `max_batch_size`), sorts them by
+length and cuts them into runs of at most `max_batch_tokens` padded tokens, so short rows are not padded to
+a long one's width. While a run is under way new rows pile up and go together into the next, which batches
+concurrent calls without waiting on a timer. Runs happen on one thread per model (onnxruntime releases the
+GIL), so the gRPC event loop never blocks on the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingot.common.errors import ResourceExhausted
+from services.embeddings.model import EmbeddingModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Row:
+    ids: Sequence[int]
+    future: asyncio.Future
+
+
+def plan(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Indices of rows grouped into runs: by length, each run's rows x longest row within the budget.
+
+    A row longer than the budget still gets a run of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    runs: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # Sorted ascending, so this row sets the run's width.
+        if current and (len(current) + 1) * lengths[index] > max_batch_tokens:
+            runs.append(current)
+            current = []
+        current.append(index)
+    if current:
+        runs.append(current)
+    return runs
+
+
+class Batcher:
+    def __init__(self, model: EmbeddingModel, *, max_batch_size: int, max_batch_tokens: int,
+                 max_queued: int) -> None:
+        self.model = model
+        self._max_batch_size = max_batch_size
+        self._max_batch_tokens = max_batch_tokens
+        self._max_queued = max_queued
+        self._queue: deque[Row] = deque()
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{model.id}")
+        self._worker: asyncio.Task | None = None
+
+    async def embed(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """One vector per row, in order. Cancelling the caller drops its rows that have not run yet."""
+        if len(self._queue) + len(rows) > self._max_queued:
+            raise ResourceExhausted(f"The embeddings queue for '{self.model.id}' is full ({len(self._queue)} inputs "
+                                    "waiting); retry shortly.")
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name=f"batcher {self.model.id}")
+        loop = asyncio.get_running_loop()
+        pending = [Row(ids, loop.create_future()) for ids in rows]
+        self._queue.extend(pending)
+        self._wake.set()
+        try:
+            return np.stack(await asyncio.gather(*(row.future for row in pending)))
+        finally:
+            for row in pending:
+                row.future.cancel()
+
+    async def close(self) -> None:
+        """Lets queued rows finish, then stops the worker and its thread."""
+        while self._queue:
+            await asyncio.sleep(0.01)
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+    def _take(self) -> list[Row]:
+        batch: list[Row] = []
+        while self._queue and len(batch) < self._max_batch_size:
+            row = self._queue.popleft()
+            if not row.future.done():
+                batch.append(row)
+        return batch
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while batch := self._take():
+                try:
+                    vectors = await loop.run_in_executor(self._executor, self._run, [row.ids for row in batch])
+                except Exception as exc:  # noqa: BLE001 - the callers get the error; the worker goes on
+                    log.exception("embedding run for %s failed", self.model.id)
+                    for row in batch:
+                        if not row.future.done():
+                            row.future.set_exception(exc)
+                    continue
+                for row, vector in zip(batch, vectors, strict=True):
+                    if not row.future.done():
+                        row.future.set_result(vector)
+
+    def _run(self, rows: list[Sequence[int]]) -> np.ndarray:
+        out = np.empty((len(rows), self.model.config.dimensions), dtype=np.float32)
+        for run in plan([len(ids) for ids in rows], self._max_batch_tokens):
+            out[run] = self.model.run([rows[i] for i in run])
+            self.model.batches += 1
+        self.model.embedded_inputs += len(rows)
+        return out
