@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingot.common.errors import ResourceExhausted
+from ingot.common.errors import ResourceExhausted, Unavailable
 from services.embeddings.model import EmbeddingModel
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,12 @@ class Batcher:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{model.id}")
         self._worker: asyncio.Task | None = None
+        self._closing = False
 
     async def embed(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
         """One vector per row, in order. Cancelling the caller drops its rows that have not run yet."""
+        if self._closing and (self._worker is None or self._worker.done()):
+            raise Unavailable(f"The model '{self.model.id}' was unloaded; retry to load it again.")
         if len(self._queue) + len(rows) > self._max_queued:
             raise ResourceExhausted(f"The embeddings queue for '{self.model.id}' is full ({len(self._queue)} inputs "
                                     "waiting); retry shortly.")
@@ -79,15 +82,11 @@ class Batcher:
                 row.future.cancel()
 
     async def close(self) -> None:
-        """Lets queued rows finish, then stops the worker and its thread."""
-        while self._queue:
-            await asyncio.sleep(0.01)
+        """Lets every queued row finish, then stops the worker and its thread."""
+        self._closing = True
+        self._wake.set()
         if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+            await self._worker
         self._executor.shutdown(wait=True)
 
     def _take(self) -> list[Row]:
@@ -101,8 +100,6 @@ class Batcher:
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             while batch := self._take():
                 try:
                     vectors = await loop.run_in_executor(self._executor, self._run, [row.ids for row in batch])
@@ -115,6 +112,11 @@ class Batcher:
                 for row, vector in zip(batch, vectors, strict=True):
                     if not row.future.done():
                         row.future.set_result(vector)
+            # Nothing awaits between the empty queue and here, so no row can slip in unserved.
+            if self._closing:
+                return
+            await self._wake.wait()
+            self._wake.clear()
 
     def _run(self, rows: list[Sequence[int]]) -> np.ndarray:
         out = np.empty((len(rows), self.model.config.dimensions), dtype=np.float32)
