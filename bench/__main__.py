@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("INGOT_HOME", "~/.ingot")).expanduser(),
                         help="ingot home with the built models (env INGOT_HOME)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per case and round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per case; the median is reported")
+    parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per path, case and round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per case; medians are reported")
     config = parser.parse_args(argv)
     unknown = [name for name in config.names if name not in BENCHMARKS]
     if unknown:

@@ -1,10 +1,11 @@
 """Embeddings per second through the edge (HTTP → edge → embeddings service → onnxruntime) against the raw
 onnxruntime session on the same model folder, measured in the same run and reported as ratios.
 
-The raw path is what a program would do with no server: tokenize, pad, run the session. The edge path is
+The raw path is what a program would do with no server: tokenize, pad, run the session (with the session
+options the service uses, so the ratio shows what serving costs, not a tuning difference). The edge path is
 an HTTP client posting to /v1/embeddings with `encoding_format: base64` (what the `openai` SDK asks for by
 default) and decoding the vectors. Each case alternates the two paths for several rounds and reports the
-median, so noise from other work on the machine hits both alike.
+median of the rounds' ratios, so noise from other work on the machine hits both alike.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ class Raw:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(config["max_sequence_length"])
-        self.session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options,
+                                                    providers=["CPUExecutionProvider"])
 
     def embed(self, texts: list[str]) -> np.ndarray:
         rows = [e.ids for e in self.tokenizer.encode_batch(texts)]
@@ -121,32 +126,41 @@ def run(config: Any) -> dict[str, Any]:
     with Mesh(config.home) as mesh, httpx.Client(base_url=mesh.base_url, timeout=120) as client:
         # Same vectors both ways, or the comparison means nothing; this also loads the model in the service.
         check = sentences[:8]
-        assert np.abs(edge_embed(client, check) - raw.embed(check)).max() < 1e-4
+        if np.abs(edge_embed(client, check) - raw.embed(check)).max() > 1e-4:
+            raise RuntimeError("the edge and the raw session disagree on the same sentences")
         for batch in BATCHES:
-            raw_rates, edge_rates = [], []
-            for _ in range(config.rounds):
-                raw_rates.append(rate(raw.embed, sentences, batch, config.seconds))
-                edge_rates.append(rate(lambda texts: edge_embed(client, texts), sentences, batch, config.seconds))
-            cases.append(_case(f"{batch}", raw_rates, edge_rates))
-            _print(cases[-1])
-        raw_rates, edge_rates = [], []
-        for _ in range(config.rounds):
-            raw_rates.append(rate(raw.embed, sentences, 1, config.seconds))
-            edge_rates.append(concurrent_rate(mesh.base_url, sentences, CONCURRENT_CLIENTS, config.seconds))
-        cases.append(_case(f"1 x {CONCURRENT_CLIENTS} clients", raw_rates, edge_rates))
-        _print(cases[-1])
+            cases.append(_measure(f"{batch}", config,
+                                  lambda batch=batch: rate(raw.embed, sentences, batch, config.seconds),
+                                  lambda batch=batch: rate(lambda texts: edge_embed(client, texts), sentences, batch,
+                                                           config.seconds)))
+        cases.append(_measure(f"1 x {CONCURRENT_CLIENTS} clients", config,
+                              lambda: rate(raw.embed, sentences, 1, config.seconds),
+                              lambda: concurrent_rate(mesh.base_url, sentences, CONCURRENT_CLIENTS, config.seconds)))
     return {"benchmark": "embeddings", "model": MODEL, "cores": os.cpu_count(), "rounds": config.rounds,
             "seconds_per_round": config.seconds, "edge_encoding": "base64", "cases": cases}
 
 
-def _case(batch: str, raw_rates: list[float], edge_rates: list[float]) -> dict[str, Any]:
-    raw, edge = statistics.median(raw_rates), statistics.median(edge_rates)
-    return {"batch": batch, "raw_per_s": round(raw, 1), "edge_per_s": round(edge, 1), "ratio": round(edge / raw, 3),
+def _measure(batch: str, config: Any, raw: Callable[[], float], edge: Callable[[], float]) -> dict[str, Any]:
+    """Both paths in adjacent slots of each round, first one then the other, alternating which goes first,
+    so that load from elsewhere on the machine drifts over both alike; the ratio is the median of the rounds'."""
+    raw_rates, edge_rates = [], []
+    for round_index in range(config.rounds):
+        if round_index % 2:
+            edge_rates.append(edge())
+            raw_rates.append(raw())
+        else:
+            raw_rates.append(raw())
+            edge_rates.append(edge())
+    ratios = [e / r for e, r in zip(edge_rates, raw_rates, strict=True)]
+    case = {"batch": batch, "raw_per_s": round(statistics.median(raw_rates), 1),
+            "edge_per_s": round(statistics.median(edge_rates), 1), "ratio": round(statistics.median(ratios), 3),
             "raw_rounds": [round(r, 1) for r in raw_rates], "edge_rounds": [round(r, 1) for r in edge_rates]}
+    _print(case)
+    return case
 
 
 def _print(case: dict[str, Any]) -> None:
-    if case is not None and not getattr(_print, "header", False):
+    if not getattr(_print, "header", False):
         print(f"{'batch':>16} {'raw onnxruntime /s':>20} {'through edge /s':>17} {'edge/raw':>9}", flush=True)
         _print.header = True  # type: ignore[attr-defined]
     print(f"{case['batch']:>16} {case['raw_per_s']:>20.1f} {case['edge_per_s']:>17.1f} {case['ratio']:>9.2f}",

@@ -1,8 +1,8 @@
 """Batches every input waiting for one model into padded onnxruntime runs.
 
 Calls put their rows in one queue; a worker takes the oldest rows (up to `max_batch_size`), sorts them by
-length and cuts them into runs of at most `max_batch_tokens` padded tokens, so short rows are not padded to
-a long one's width. While a run is under way new rows pile up and go together into the next, which batches
+length and cuts them into runs (see `plan`), so short rows are padded to a long one's width only where one
+run costs less than two. While a run is under way new rows pile up and go together into the next, which batches
 concurrent calls without waiting on a timer. Runs happen on one thread per model (onnxruntime releases the
 GIL), so the gRPC event loop never blocks on the model.
 """
@@ -30,31 +30,43 @@ class Row:
     future: asyncio.Future
 
 
-def plan(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
-    """Indices of rows grouped into runs: by length, each run's rows x longest row within the budget.
+def plan(lengths: Sequence[int], max_batch_tokens: int, run_overhead_tokens: int = 0) -> list[list[int]]:
+    """Indices of rows grouped into runs that cost least, where a run of n rows padded to width w costs
+    `run_overhead_tokens + n * w` and must keep n * w within `max_batch_tokens` (a longer row runs alone).
 
-    A row longer than the budget still gets a run of its own.
+    Over rows sorted by length the best runs are contiguous, so a small dynamic programme finds them: one
+    run for rows of similar length, separate runs where padding a short row to a long one costs more than
+    the fixed cost of another run.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    widths = [lengths[i] for i in order]
+    best = [0] + [float("inf")] * len(order)
+    start_of = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        # Sorted ascending, so the last row sets the run's width.
+        width = widths[end - 1]
+        for start in range(end - 1, -1, -1):
+            rows = end - start
+            if rows > 1 and rows * width > max_batch_tokens:
+                break
+            cost = best[start] + run_overhead_tokens + rows * width
+            if cost < best[end]:
+                best[end], start_of[end] = cost, start
     runs: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        # Sorted ascending, so this row sets the run's width.
-        if current and (len(current) + 1) * lengths[index] > max_batch_tokens:
-            runs.append(current)
-            current = []
-        current.append(index)
-    if current:
-        runs.append(current)
-    return runs
+    end = len(order)
+    while end:
+        runs.append(order[start_of[end]:end])
+        end = start_of[end]
+    return runs[::-1]
 
 
 class Batcher:
     def __init__(self, model: EmbeddingModel, *, max_batch_size: int, max_batch_tokens: int,
-                 max_queued: int) -> None:
+                 max_queued: int, run_overhead_tokens: int = 0) -> None:
         self.model = model
         self._max_batch_size = max_batch_size
         self._max_batch_tokens = max_batch_tokens
+        self._run_overhead_tokens = run_overhead_tokens
         self._max_queued = max_queued
         self._queue: deque[Row] = deque()
         self._wake = asyncio.Event()
@@ -120,7 +132,7 @@ class Batcher:
 
     def _run(self, rows: list[Sequence[int]]) -> np.ndarray:
         out = np.empty((len(rows), self.model.config.dimensions), dtype=np.float32)
-        for run in plan([len(ids) for ids in rows], self._max_batch_tokens):
+        for run in plan([len(ids) for ids in rows], self._max_batch_tokens, self._run_overhead_tokens):
             out[run] = self.model.run([rows[i] for i in run])
             self.model.batches += 1
         self.model.embedded_inputs += len(rows)

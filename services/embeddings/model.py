@@ -177,7 +177,19 @@ def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     raise FailedPrecondition("the tokenizer's special tokens could not be told apart from the text", param="model")
 
 
-def load(model_id: str, folder: Path, *, intra_op_threads: int = 0) -> EmbeddingModel:
+def session_options(*, intra_op_threads: int = 0, spin_wait: bool = False) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    # One run at a time per model (the batcher's thread), so inter-op parallelism would only add threads.
+    options.inter_op_num_threads = 1
+    # Spinning threads burn the cores that the edge and the gRPC loop need between runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
+    return options
+
+
+def load(model_id: str, folder: Path, *, intra_op_threads: int = 0, spin_wait: bool = False) -> EmbeddingModel:
     """Loads the folder the registry named. Slow (the session builds its graph): run it off the event loop."""
     import onnxruntime
     from tokenizers import Tokenizer
@@ -192,10 +204,7 @@ def load(model_id: str, folder: Path, *, intra_op_threads: int = 0) -> Embedding
     # Padding and truncation are this module's job (per batch, and with the overflow rule).
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    # One run at a time per model (the batcher's thread), so inter-op parallelism would only add threads.
-    options.inter_op_num_threads = 1
+    options = session_options(intra_op_threads=intra_op_threads, spin_wait=spin_wait)
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
     prefix, suffix = _special_tokens(tokenizer)
     return EmbeddingModel(id=model_id, config=config, tokenizer=tokenizer, session=session, prefix=prefix,

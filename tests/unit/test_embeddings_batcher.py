@@ -14,17 +14,33 @@ from ingot.common.errors import ResourceExhausted, Unavailable
 from services.embeddings.batcher import Batcher, plan
 
 
-def test_plan_sorts_by_length_and_keeps_each_run_within_the_token_budget():
+def covers(runs, n):
+    return sorted(i for run in runs for i in run) == list(range(n))
+
+
+def test_plan_keeps_each_run_within_the_token_budget():
     lengths = [10, 3, 50, 4, 12, 49]
     runs = plan(lengths, max_batch_tokens=100)
-    assert sorted(i for run in runs for i in run) == list(range(6))
+    assert covers(runs, 6)
     for run in runs:
         assert len(run) * max(lengths[i] for i in run) <= 100
-    assert runs[0] == [1, 3, 0, 4]
+
+
+def test_rows_of_similar_length_share_one_run():
+    assert plan([30, 31, 29, 30] * 16, max_batch_tokens=16384, run_overhead_tokens=64) == [
+        sorted(range(64), key=lambda i: ([30, 31, 29, 30] * 16)[i])]
+
+
+def test_short_rows_are_not_padded_to_a_long_one_when_another_run_costs_less():
+    lengths = [2] * 8 + [200]
+    assert plan(lengths, max_batch_tokens=16384, run_overhead_tokens=64) == [list(range(8)), [8]]
+    # With runs free of overhead every row would be its own run; with a huge overhead, one run for all.
+    assert len(plan(lengths, max_batch_tokens=16384, run_overhead_tokens=0)) == 9
+    assert len(plan(lengths, max_batch_tokens=16384, run_overhead_tokens=10_000)) == 1
 
 
 def test_a_row_longer_than_the_budget_runs_alone():
-    assert plan([500, 2], max_batch_tokens=100) == [[1], [0]]
+    assert plan([500, 2], max_batch_tokens=100, run_overhead_tokens=64) == [[1], [0]]
 
 
 class RecordingModel:
@@ -45,7 +61,7 @@ class RecordingModel:
 
 async def test_calls_that_arrive_during_a_run_share_the_next_one():
     model = RecordingModel()
-    batcher = Batcher(model, max_batch_size=64, max_batch_tokens=10_000, max_queued=100)
+    batcher = Batcher(model, max_batch_size=64, max_batch_tokens=10_000, max_queued=100, run_overhead_tokens=64)
     first = asyncio.create_task(batcher.embed([[1, 1]]))
     await asyncio.sleep(0.05)
     others = [asyncio.create_task(batcher.embed([[n] * n])) for n in range(2, 10)]
