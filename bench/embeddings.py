@@ -102,7 +102,8 @@ def concurrent_rate(base_url: str, sentences: list[str], clients: int, seconds: 
                 nonlocal done
                 position = slot
                 while time.perf_counter() < stop:
-                    body = {"model": MODEL, "input": [sentences[position % len(sentences)]], "encoding_format": "base64"}
+                    text = sentences[position % len(sentences)]
+                    body = {"model": MODEL, "input": [text], "encoding_format": "base64"}
                     async with session.post("/v1/embeddings", json=body) as response:
                         response.raise_for_status()
                         await response.read()

@@ -1,5 +1,4 @@
-"""The Azure sub-application: its routes bare and under `/models`, `api-version`, `extra-parameters`, and
-which deployment a request means.
+"""The Azure sub-application: its routes, served bare and under `/models`, and the `api-version` they need.
 
 One aiohttp sub-application owns every Azure route, so the error middleware renders Azure's error shapes
 for exactly these paths (edge/errors.py picks the shape by the owning application's ERROR_BODY).
@@ -8,7 +7,7 @@ for exactly these paths (edge/errors.py picks the shape by the owning applicatio
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 

@@ -45,7 +45,8 @@ class EmbeddingsConfig:
             config = cls(
                 inputs=tuple(data["inputs"]), output=str(data["output"]), dimensions=int(data["dimensions"]),
                 max_sequence_length=int(data["max_sequence_length"]), pad_token_id=int(data["pad_token_id"]),
-                vocab_size=int(data["vocab_size"]), input_type_prompts=dict(data.get("input_type_prompts", {"text": ""})),
+                vocab_size=int(data["vocab_size"]),
+                input_type_prompts=dict(data.get("input_type_prompts", {"text": ""})),
                 instruction_separator=str(data.get("instruction_separator", " ")),
                 matryoshka_dimensions=tuple(int(d) for d in data.get("matryoshka_dimensions", ())),
                 normalized=bool(data.get("normalized", True)), modalities=tuple(data.get("modalities", ("text",))),

@@ -23,6 +23,7 @@ from services.embeddings.settings import EmbeddingsSettings
 REGISTRY_TIMEOUT_S = 10.0
 # A resolution is reused this long, so a burst of requests asks the registry once.
 RESOLVE_TTL_S = 5.0
+RESOLVE_CACHE_LIMIT = 1024
 INPUT_TYPES = {
     pb.INPUT_TYPE_UNSPECIFIED: None,
     pb.INPUT_TYPE_TEXT: "text",
@@ -60,6 +61,9 @@ class Models:
                                                          timeout=REGISTRY_TIMEOUT_S)
         except grpc.RpcError as err:
             raise error_from_rpc(err, service="registry") from None
+        if len(self._resolved) >= RESOLVE_CACHE_LIMIT:
+            # Case-insensitive names come in endless spellings; start over rather than grow.
+            self._resolved.clear()
         self._resolved[name] = (time.monotonic(), response.model)
         return response.model
 
@@ -70,7 +74,7 @@ class Models:
             raise InvalidArgument(f"The model '{info.id}' is {kind} an embeddings model; embeddings need an "
                                   "embeddings model.", param="model", code="model_not_supported")
         task = self._loading.get(info.id)
-        if task is None or (task.done() and task.exception() is not None):
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             # A failed load is retried by the next call rather than remembered.
             task = self._loading[info.id] = asyncio.create_task(self._load(info))
         return await asyncio.shield(task)
@@ -89,7 +93,7 @@ class Models:
     async def unload(self, name: str) -> None:
         info = await self.resolve(name)
         task = self._loading.pop(info.id, None)
-        if task is not None and task.done() and task.exception() is None:
+        if task is not None and task.done() and not task.cancelled() and task.exception() is None:
             await task.result().batcher.close()
 
     async def close(self) -> None:
@@ -114,8 +118,9 @@ class EmbeddingsServicer(pb_grpc.EmbeddingsServiceServicer):
         if not request.inputs:
             raise InvalidArgument("At least one input is required.", param="input")
         if len(request.inputs) > self._config.max_inputs_per_request:
-            raise InvalidArgument(f"{len(request.inputs)} inputs is more than the {self._config.max_inputs_per_request} "
-                                  "one request may carry.", param="input")
+            limit = self._config.max_inputs_per_request
+            raise InvalidArgument(f"{len(request.inputs)} inputs is more than the {limit} one request may carry.",
+                                  param="input")
         inputs: list[str | list[int]] = []
         for item in request.inputs:
             kind = item.WhichOneof("content")

@@ -157,7 +157,8 @@ async def test_out_of_vocabulary_token_ids_are_refused(service):
 
 
 async def test_image_embeddings_fail_with_a_clear_precondition(service):
-    request = pb.EmbedImagesRequest(model=MINILM_ALIAS, inputs=[pb.ImageInput(image=b"\x89PNG", media_type="image/png")])
+    image = pb.ImageInput(image=b"\x89PNG", media_type="image/png")
+    request = pb.EmbedImagesRequest(model=MINILM_ALIAS, inputs=[image])
     error = await failure(service.EmbedImages(request))
     assert isinstance(error, FailedPrecondition) and "No image embedding model is deployed" in error.message
 
