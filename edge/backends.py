@@ -17,8 +17,10 @@ from aiohttp import web
 
 from edge.settings import EdgeSettings
 from ingot.common.channels import insecure_channel
-from ingot.common.errors import NotFound, error_from_rpc
+from ingot.common.errors import NotFound, Unavailable, error_from_rpc
 from ingot.common.v1 import common_pb2
+from ingot.embeddings.v1 import embeddings_service_pb2 as embeddings_pb2
+from ingot.embeddings.v1 import embeddings_service_pb2_grpc as embeddings_grpc
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 from ingot.inference.v1 import inference_service_pb2_grpc as inference_grpc
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
@@ -68,6 +70,8 @@ class Backends:
         self.tokenizer = tokenizer_grpc.TokenizerServiceStub(self.services["tokenizer"].channel)
         self.registry = registry_grpc.RegistryServiceStub(self.services["registry"].channel)
         self.inference = inference_grpc.InferenceServiceStub(self.services["inference"].channel)
+        embeddings = self.services.get("embeddings")
+        self.embeddings = embeddings_grpc.EmbeddingsServiceStub(embeddings.channel) if embeddings else None
         # The deadline of a unary call, for routes that call the stubs themselves.
         self.call_timeout = settings.call_timeout
         self._resolved: dict[str, tuple[float, registry_pb2.ModelInfo]] = {}
@@ -103,6 +107,23 @@ class Backends:
         with translated("tokenizer"):
             reply = await self.tokenizer.ApplyChatTemplate(request, timeout=self.call_timeout)
         return list(reply.token_ids)
+
+    def _embeddings(self) -> embeddings_grpc.EmbeddingsServiceStub:
+        if self.embeddings is None:
+            raise Unavailable("No embeddings service is configured for this server (--embeddings-address).")
+        return self.embeddings
+
+    # No deadline on the two calls below: a long input list legitimately takes seconds on a small machine,
+    # and a client that gives up cancels the call (aiohttp cancels the handler).
+    async def embed(self, request: embeddings_pb2.EmbedRequest) -> embeddings_pb2.EmbedResponse:
+        stub = self._embeddings()
+        with translated("embeddings"):
+            return await stub.Embed(request)
+
+    async def embed_images(self, request: embeddings_pb2.EmbedImagesRequest) -> embeddings_pb2.EmbedImagesResponse:
+        stub = self._embeddings()
+        with translated("embeddings"):
+            return await stub.EmbedImages(request)
 
     def generate(self, request: inference_pb2.GenerateRequest) -> grpc.aio.UnaryStreamCall:
         # No deadline: a long completion is legitimate, and a client that gives up cancels the call.

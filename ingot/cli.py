@@ -13,6 +13,7 @@ COMMANDS = {
     "tokenizer": ("services.tokenizer.server", "the tokenizer service alone"),
     "registry": ("services.registry.server", "the model registry service alone"),
     "inference": ("services.inference.server", "the inference service alone"),
+    "embeddings": ("services.embeddings.server", "the embeddings service alone"),
     "model": ("ingot.modelcli", "list, download, load, unload or remove models of a running ingot"),
     "build-models": ("ingot.modelbuild.__main__", "build the default models into the cache"),
     "protos": ("ingot.protogen", "generate the Python code for protos/"),
