@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, health, models
+from edge import chat, completions, health, models, tokens
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
 from edge.settings import EdgeSettings
@@ -29,6 +29,8 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_backends)
     app.add_routes(chat.routes)
+    app.add_routes(completions.routes)
+    app.add_routes(tokens.routes)
     app.add_routes(models.routes)
     app.add_routes(health.routes)
     return app
