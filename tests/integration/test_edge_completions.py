@@ -46,7 +46,8 @@ async def test_use_raw_prompt_encodes_the_text_as_is(client: TestClient, mesh: M
     assert not mesh.tokenizer.requests
     [encoded] = mesh.tokenizer.encoded
     assert (encoded.text, encoded.add_special_tokens) == ("Say hello", True)
-    assert list(mesh.inference.requests[0].prompt_token_ids) == [BOS, *(mesh.tokenizer.words[w] for w in ("Say", "hello"))]
+    words = mesh.tokenizer.words
+    assert list(mesh.inference.requests[0].prompt_token_ids) == [BOS, words["Say"], words["hello"]]
 
 
 async def test_token_id_prompts_go_to_the_model_untouched(client: TestClient, mesh: Mesh) -> None:
