@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, downloads, embeddings, foundry, health, loading, models
+from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, tokens
 from edge.azure import app as azure
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
@@ -31,6 +31,8 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app.cleanup_ctx.append(_backends)
     app.add_routes(chat.routes)
     app.add_routes(embeddings.routes)
+    app.add_routes(completions.routes)
+    app.add_routes(tokens.routes)
     app.add_routes(models.routes)
     app.add_routes(health.routes)
     app.add_routes(loading.routes)

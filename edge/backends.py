@@ -124,6 +124,35 @@ class Backends:
         stub = self._embeddings()
         with translated("embeddings"):
             return await stub.EmbedImages(request)
+    async def render_chat(self, model: str, messages: Sequence[common_pb2.ChatMessage], *,
+                          add_generation_prompt: bool | None = None,
+                          continue_final_message: bool = False) -> tokenizer_pb2.ApplyChatTemplateResponse:
+        request = tokenizer_pb2.ApplyChatTemplateRequest(model=model, messages=messages,
+                                                         continue_final_message=continue_final_message)
+        if add_generation_prompt is not None:
+            request.add_generation_prompt = add_generation_prompt
+        with translated("tokenizer"):
+            return await self.tokenizer.ApplyChatTemplate(request, timeout=self.call_timeout)
+
+    async def count_chat_tokens(self, model: str, messages: Sequence[common_pb2.ChatMessage]) -> int:
+        request = tokenizer_pb2.CountTokensRequest(
+            model=model, conversation=tokenizer_pb2.Conversation(messages=messages))
+        with translated("tokenizer"):
+            reply = await self.tokenizer.CountTokens(request, timeout=self.call_timeout)
+        return reply.token_count
+
+    async def encode(self, model: str, text: str, *, add_special_tokens: bool) -> list[int]:
+        request = tokenizer_pb2.EncodeRequest(model=model, text=text, add_special_tokens=add_special_tokens)
+        with translated("tokenizer"):
+            reply = await self.tokenizer.Encode(request, timeout=self.call_timeout)
+        return list(reply.token_ids)
+
+    async def decode(self, model: str, token_ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
+        request = tokenizer_pb2.DecodeRequest(model=model, token_ids=token_ids,
+                                              skip_special_tokens=skip_special_tokens)
+        with translated("tokenizer"):
+            reply = await self.tokenizer.Decode(request, timeout=self.call_timeout)
+        return reply.text
 
     def generate(self, request: inference_pb2.GenerateRequest) -> grpc.aio.UnaryStreamCall:
         # No deadline: a long completion is legitimate, and a client that gives up cancels the call.

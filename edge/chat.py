@@ -1,96 +1,39 @@
-"""POST /v1/chat/completions: validate, resolve the model, template the prompt, relay the generation.
-
-Whatever ends the handler (the answer is complete, the client went away and aiohttp cancelled the handler,
-a write found the connection closed, an error) also ends the gRPC call, so the inference service never
-keeps generating for nobody.
-"""
+"""POST /v1/chat/completions: validate, resolve the model, template the prompt, relay the generation."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import dataclass, field
 
-import grpc
 from aiohttp import web
 
 from edge import convert
-from edge.backends import BACKENDS, translated
-from edge.errors import Failure, error_body
+from edge.backends import BACKENDS
+from edge.generation import Choices, Tagged, chat_model, event_stream, generate, opening
 from edge.parsing import parse_chat_request
 from edge.schemas import (AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs,
-                          ChunkChoice, Delta, Usage)
+                          ChunkChoice, Delta)
 from edge.sse import EventStream
-from ingot.common.errors import IngotError, Internal, InvalidArgument
-from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
 log = logging.getLogger(__name__)
+
 routes = web.RouteTableDef()
-
-# A model the registry did not classify is left to the inference service to accept or refuse.
-_CHAT_TASKS = (common_pb2.MODEL_TASK_CHAT_COMPLETION, common_pb2.MODEL_TASK_UNSPECIFIED)
-
-
-@dataclass
-class ChoiceState:
-    text: list[str] = field(default_factory=list)
-    logprobs: list[inference_pb2.TokenLogprob] = field(default_factory=list)
-    final: inference_pb2.GenerateResponse | None = None
-    # Streaming: whether this choice's first chunk (the one carrying the role) went out.
-    opened: bool = False
 
 
 @dataclass
 class Completion:
-    """One answer under way, with one state per choice: what every chunk repeats, and what the final
-    usage is counted from."""
+    """One answer under way: what every chunk repeats, and its choices."""
 
     model: str
-    prompt_tokens: int
-    n: int = 1
+    choices: Choices
     include_usage: bool = False
     logprobs: bool = False
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
-    completion_tokens: int = 0
-    choices: list[ChoiceState] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.choices = [ChoiceState() for _ in range(self.n)]
-
-    def add(self, message: inference_pb2.GenerateResponse) -> ChoiceState:
-        if message.index >= self.n:
-            raise Internal(f"The inference service sent choice {message.index} of {self.n}.")
-        state = self.choices[message.index]
-        state.text.append(message.text)
-        state.logprobs.extend(message.logprobs)
-        self.completion_tokens += len(message.token_ids)
-        if message.finish_reason != common_pb2.FINISH_REASON_UNSPECIFIED:
-            state.final = message
-        return state
-
-    def finish_reason(self, index: int) -> str:
-        final = self.choices[index].final
-        if final is None:
-            raise Internal("The inference service ended the stream without a finish reason.")
-        reason = convert.FINISH_REASONS.get(final.finish_reason)
-        if reason is None:
-            raise Internal(f"The inference service sent an unknown finish reason ({final.finish_reason}).")
-        return reason
-
-    def usage(self) -> Usage:
-        finals = [state.final for state in self.choices]
-        if all(final is not None and final.HasField("usage") for final in finals):
-            completion = sum(final.usage.completion_tokens for final in finals)
-        else:
-            completion = self.completion_tokens
-        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=completion,
-                     total_tokens=self.prompt_tokens + completion)
 
     def _logprobs(self, entries) -> ChoiceLogprobs | None:
         return convert.logprobs(entries) if self.logprobs else None
@@ -98,10 +41,11 @@ class Completion:
     def response(self) -> ChatCompletion:
         choices = [
             Choice(index=index, message=AssistantMessage(content="".join(state.text)),
-                   finish_reason=self.finish_reason(index), logprobs=self._logprobs(state.logprobs))
-            for index, state in enumerate(self.choices)
+                   finish_reason=self.choices.finish_reason(index), logprobs=self._logprobs(state.logprobs))
+            for index, state in enumerate(self.choices.states)
         ]
-        return ChatCompletion(id=self.id, created=self.created, model=self.model, usage=self.usage(), choices=choices)
+        return ChatCompletion(id=self.id, created=self.created, model=self.model, usage=self.choices.usage(),
+                              choices=choices)
 
     def chunk(self, index: int, delta: Delta, finish_reason: str | None = None, logprobs=()) -> str:
         choice = ChunkChoice(index=index, delta=delta, finish_reason=finish_reason,
@@ -111,7 +55,7 @@ class Completion:
 
     def usage_chunk(self) -> str:
         return self._serialize(ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=[],
-                                                   usage=self.usage()))
+                                                   usage=self.choices.usage()))
 
     def _serialize(self, chunk: ChatCompletionChunk) -> str:
         return chunk.model_dump_json(exclude=None if self.include_usage else {"usage"})
@@ -121,84 +65,44 @@ class Completion:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = parse_chat_request(await request.read())
     backends = request.config_dict[BACKENDS]
-    model = await backends.resolve_model(chat.model)
-    if model.task not in _CHAT_TASKS:
-        task = convert.TASKS.get(model.task, f"task {model.task}")
-        raise InvalidArgument(f"Model '{chat.model}' is a {task} model; chat completions need a "
-                              "chat-completion model.", param="model")
+    model = await chat_model(backends, chat.model, "chat completions")
     prompt = await backends.apply_chat_template(model.id, [convert.chat_message(m) for m in chat.messages])
-    generate = inference_pb2.GenerateRequest(
+    generate_request = inference_pb2.GenerateRequest(
         model=model.id, prompt_token_ids=prompt, sampling=convert.sampling_params(chat, chat.token_limit),
         n=chat.choices, execution_provider=chat.ep or "")
     if chat.ttl is not None:
-        generate.ttl_seconds = chat.ttl
+        generate_request.ttl_seconds = chat.ttl
     if chat.user or chat.metadata:
         log.info("chat request for %s from user %r with metadata %s", model.id, chat.user, chat.metadata)
-    call = backends.generate(generate)
-    completion = Completion(model=model.id, prompt_tokens=len(prompt), n=chat.choices,
+    call = backends.generate(generate_request)
+    completion = Completion(model=model.id, choices=Choices([len(prompt)], chat.choices),
                             include_usage=chat.include_usage, logprobs=bool(chat.logprobs))
-    try:
-        async with aclosing(_messages(call)) as messages:
-            if chat.stream:
-                return await _stream(request, messages, completion)
-            async for message in messages:
-                completion.add(message)
-            return web.json_response(text=completion.response().model_dump_json())
-    finally:
-        if not call.done():
-            call.cancel()
+
+    async def answer(messages: AsyncIterator[Tagged]) -> web.StreamResponse:
+        if chat.stream:
+            messages = await opening(messages, 1)
+            return await event_stream(request, f"chat stream {completion.id}",
+                                      lambda stream: _relay(stream, completion, messages))
+        async for position, message in messages:
+            completion.choices.add(position, message)
+        return web.json_response(text=completion.response().model_dump_json())
+
+    return await generate([call], answer)
 
 
-async def _messages(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[inference_pb2.GenerateResponse]:
-    with translated("inference"):
-        async for message in call:
-            yield message
-
-
-async def _stream(request: web.Request, messages: AsyncIterator[inference_pb2.GenerateResponse],
-                  completion: Completion) -> web.StreamResponse:
-    # Until the first message arrives nothing is sent, so a failure here (unknown model, service down,
-    # prompt too long) still answers with its real status and a JSON body.
-    first = await anext(messages, None)
-    if first is None:
-        raise Internal("The inference service ended the stream without a finish reason.")
-    stream = EventStream()
-    try:
-        await stream.open(request)
-        try:
-            await _relay(stream, completion, first, messages)
-        except ConnectionResetError:
-            raise
-        except IngotError as error:
-            log.warning("chat stream %s failed after it started: %s", completion.id, error.message)
-            await stream.send(json.dumps(error_body(request, Failure.from_error(error))))
-        except Exception:
-            log.exception("chat stream %s failed after it started", completion.id)
-            await stream.send(json.dumps(error_body(request, Failure.unexpected())))
-        await stream.close()
-    except ConnectionResetError:
-        log.debug("client left chat stream %s; cancelling its generation", completion.id)
-    return stream.response
-
-
-async def _relay(stream: EventStream, completion: Completion, first: inference_pb2.GenerateResponse,
-                 rest: AsyncIterator[inference_pb2.GenerateResponse]) -> None:
-    message: inference_pb2.GenerateResponse | None = first
-    while message is not None:
-        state = completion.add(message)
-        index = message.index
+async def _relay(stream: EventStream, completion: Completion, messages: AsyncIterator[Tagged]) -> None:
+    async for position, message in messages:
+        index, state = completion.choices.add(position, message)
         if not state.opened:
             state.opened = True
             await stream.send(completion.chunk(index, Delta(role="assistant", content="")))
         if message.text or message.logprobs:
             await stream.send(completion.chunk(index, Delta(content=message.text), logprobs=message.logprobs))
         if state.final is not None:
-            await stream.send(completion.chunk(index, Delta(), completion.finish_reason(index)))
-        message = await anext(rest, None)
+            await stream.send(completion.chunk(index, Delta(), completion.choices.finish_reason(index)))
     # [DONE] only once the call has ended cleanly: a failure status after the last token still becomes an
     # error event rather than a normal finish.
-    for index, state in enumerate(completion.choices):
-        completion.finish_reason(index)
+    completion.choices.finish_reasons()
     if completion.include_usage:
         await stream.send(completion.usage_chunk())
     await stream.done()
