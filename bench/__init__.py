@@ -7,5 +7,6 @@ bench/results/<name>-<time>.json.
 
 # Name → module. Add a benchmark by adding its module here.
 BENCHMARKS = {
+    "chat": "bench.chat",
     "embeddings": "bench.embeddings",
 }

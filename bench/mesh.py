@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 120
+READY = re.compile(r"^ingot serve: (\S+) ready on \S+ \(pid (\d+)\)")
 
 
 def free_port() -> int:
@@ -25,6 +27,8 @@ class Mesh:
         self.home = home
         self.port = free_port()
         self.lines: list[str] = []
+        # Each service's pid, from the launcher's "ingot serve: NAME ready on ADDR (pid N)" lines.
+        self.pids: dict[str, int] = {}
         self._ready = threading.Event()
         self.process: subprocess.Popen | None = None
 
@@ -52,8 +56,17 @@ class Mesh:
         assert self.process is not None and self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
+            if match := READY.match(line):
+                self.pids[match.group(1)] = int(match.group(2))
             if line.startswith("ingot ready on"):
                 self._ready.set()
+
+    def rss_mb(self, service: str, field: str = "VmRSS") -> float:
+        """A service's resident memory (VmRSS) or its peak (VmHWM), in MB."""
+        for line in Path(f"/proc/{self.pids[service]}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no {field} for {service}")
 
     def __exit__(self, *exc: object) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -58,6 +58,7 @@ class Sequence:
     fast_forward: bool = False
     prompt_entries: list[LogprobEntry] = field(default_factory=list)
     cancelled: bool = False
+    submitted_at: float = 0.0
     # Its detokenizer, made when its group starts.
     stream: Any = None
     generated: int = 0
@@ -74,9 +75,10 @@ def asyncio_emitter(loop: asyncio.AbstractEventLoop, sink: asyncio.Queue[Event])
 
 class Engine:
     def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int, max_batch: int = 8,
-                 default_ttl: int = 0, memory_budget_bytes: int = 0) -> None:
+                 batch_window: float = 0.0, default_ttl: int = 0, memory_budget_bytes: int = 0) -> None:
         self._max_active = max_active
         self._max_batch = max_batch
+        self._batch_window = batch_window
         self._max_waiting = max_waiting
         self._prefill_chunk = prefill_chunk
         self._default_ttl = default_ttl
@@ -151,6 +153,7 @@ class Engine:
                     code="server_busy",
                 )
             self._admitted += 1
+            sequence.submitted_at = time.monotonic()
             self._claims[sequence.model_id] = self._claims.get(sequence.model_id, 0) + 1
         self._commands.put(("generate", sequence))
 
@@ -161,10 +164,12 @@ class Engine:
     # ----- the engine thread -----
     def _run(self) -> None:
         while True:
-            idle = not self._groups and not self._waiting
-            if not self._drain_commands(timeout=_IDLE_TICK_S if idle else None):
+            hold = self._admission_hold()
+            idle = not self._groups and (not self._waiting or hold > 0)
+            if not self._drain_commands(timeout=(hold or _IDLE_TICK_S) if idle else None):
                 break
-            self._admit()
+            if self._admission_hold() == 0:
+                self._admit()
             # Round robin over groups: every stream moves one step per round, batched or not.
             for group in list(self._groups):
                 self._step(group)
@@ -258,6 +263,16 @@ class Engine:
         for model in lifetime.expired(list(self._models.values()), self._busy(), now):
             log.info("unloading %s: idle for its TTL of %d s", model.id, model.ttl_seconds)
             self._models.pop(model.id)
+
+    def _admission_hold(self) -> float:
+        """Seconds to hold waiting sequences back so that requests arriving together (a few ms apart, after
+        their tokenizer call) share one batch instead of each starting a generator of its own; 0: admit now."""
+        if not self._waiting or self._batch_window <= 0 or len(self._waiting) >= self._max_batch:
+            return 0.0
+        oldest = self._waiting[0]
+        if batch_key(oldest, self._prefill_chunk) is None:
+            return 0.0
+        return max(0.0, self._batch_window - (time.monotonic() - oldest.submitted_at))
 
     def _live(self) -> list[Sequence]:
         return [row for group in self._groups for row in group.live()]

@@ -25,6 +25,7 @@ def build(server, config: InferenceSettings):
     """Registers the servicer on `server`; returns the engine and a cleanup coroutine function."""
     engine = Engine(max_active=config.max_active_sequences, max_waiting=config.max_waiting_sequences,
                     prefill_chunk=config.prefill_chunk_tokens, max_batch=config.max_batch_size,
+                    batch_window=config.batch_window_ms / 1000,
                     default_ttl=config.default_ttl_seconds,
                     memory_budget_bytes=config.memory_budget_mb * 2**20)
     engine.start()

@@ -122,3 +122,19 @@ async def test_a_prompt_longer_than_a_prefill_chunk_runs_alone_and_chunked(engin
     await asyncio.sleep(0.1)
     assert engine.loaded()[0].batches == 2
     assert await runs[0].result() == alone
+
+
+async def test_requests_arriving_within_the_batch_window_share_a_batch(smollm2_dir, encode):
+    windowed = Engine(max_active=16, max_waiting=16, prefill_chunk=64, max_batch=8, batch_window=0.3)
+    windowed.start()
+    try:
+        await windowed.ensure_loaded(registry_pb.ModelInfo(id="m", path=str(smollm2_dir), context_length=8192))
+        first = Run(windowed, encode(QUESTIONS[0]), 20, temperature=0)
+        await asyncio.sleep(0.05)
+        second = Run(windowed, encode(QUESTIONS[2]), 20, temperature=0)
+        while windowed.loaded()[0].active_sequences < 2:
+            await asyncio.sleep(0.01)
+        assert windowed.loaded()[0].batches == 1
+        await first.result(), await second.result()
+    finally:
+        await asyncio.to_thread(windowed.stop)
