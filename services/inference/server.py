@@ -41,9 +41,13 @@ def build(server, config: InferenceSettings):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import onnxruntime
     import onnxruntime_genai as og
 
     og.disable_telemetry_events()
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        # The CUDA build finds CUDA's libraries in the nvidia-* wheels only when told to load them.
+        onnxruntime.preload_dlls()
     config = settings.load(InferenceSettings, argv, prog="ingot inference",
                            description="The inference service: chat models through onnxruntime-genai.")
     logs.configure("inference", config.log_level)
