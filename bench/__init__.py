@@ -1,1 +1,13 @@
-"""ingot's benchmarks, each measured against the raw engine in the same run (`make bench`)."""
+"""ingot's benchmarks: each measures a path through the running mesh against the raw engine in the same run.
+
+`python -m bench` runs every benchmark in BENCHMARKS; `python -m bench NAME ...` only those named. A
+benchmark is a module with `run(config) -> dict` that prints its own table and returns what goes into
+bench/results/<name>-<time>.json.
+"""
+
+# Name → module. Add a benchmark by adding its module here.
+BENCHMARKS = {
+    "chat": "bench.chat",
+    "embeddings": "bench.embeddings",
+    "constraints": "bench.constraints",
+}

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, downloads, foundry, health, loading, models
+from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, tokens
+from edge.azure import app as azure
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
 from edge.settings import EdgeSettings
@@ -29,9 +30,13 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_backends)
     app.add_routes(chat.routes)
+    app.add_routes(embeddings.routes)
+    app.add_routes(completions.routes)
+    app.add_routes(tokens.routes)
     app.add_routes(models.routes)
     app.add_routes(health.routes)
     app.add_routes(loading.routes)
     app.add_routes(foundry.routes)
     app.add_routes(downloads.routes)
+    azure.mount(app)
     return app

@@ -17,8 +17,10 @@ from aiohttp import web
 
 from edge.settings import EdgeSettings
 from ingot.common.channels import insecure_channel
-from ingot.common.errors import NotFound, error_from_rpc
+from ingot.common.errors import NotFound, Unavailable, error_from_rpc
 from ingot.common.v1 import common_pb2
+from ingot.embeddings.v1 import embeddings_service_pb2 as embeddings_pb2
+from ingot.embeddings.v1 import embeddings_service_pb2_grpc as embeddings_grpc
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 from ingot.inference.v1 import inference_service_pb2_grpc as inference_grpc
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
@@ -68,6 +70,8 @@ class Backends:
         self.tokenizer = tokenizer_grpc.TokenizerServiceStub(self.services["tokenizer"].channel)
         self.registry = registry_grpc.RegistryServiceStub(self.services["registry"].channel)
         self.inference = inference_grpc.InferenceServiceStub(self.services["inference"].channel)
+        embeddings = self.services.get("embeddings")
+        self.embeddings = embeddings_grpc.EmbeddingsServiceStub(embeddings.channel) if embeddings else None
         # The deadline of a unary call, for routes that call the stubs themselves.
         self.call_timeout = settings.call_timeout
         self._resolved: dict[str, tuple[float, registry_pb2.ModelInfo]] = {}
@@ -104,6 +108,53 @@ class Backends:
         with translated("tokenizer"):
             reply = await self.tokenizer.ApplyChatTemplate(request, timeout=self.call_timeout)
         return list(reply.token_ids)
+
+    def _embeddings(self) -> embeddings_grpc.EmbeddingsServiceStub:
+        if self.embeddings is None:
+            raise Unavailable("No embeddings service is configured for this server (--embeddings-address).")
+        return self.embeddings
+
+    # No deadline on the two calls below: a long input list legitimately takes seconds on a small machine,
+    # and a client that gives up cancels the call (aiohttp cancels the handler).
+    async def embed(self, request: embeddings_pb2.EmbedRequest) -> embeddings_pb2.EmbedResponse:
+        stub = self._embeddings()
+        with translated("embeddings"):
+            return await stub.Embed(request)
+
+    async def embed_images(self, request: embeddings_pb2.EmbedImagesRequest) -> embeddings_pb2.EmbedImagesResponse:
+        stub = self._embeddings()
+        with translated("embeddings"):
+            return await stub.EmbedImages(request)
+    async def render_chat(self, model: str, messages: Sequence[common_pb2.ChatMessage], *,
+                          add_generation_prompt: bool | None = None,
+                          continue_final_message: bool = False) -> tokenizer_pb2.ApplyChatTemplateResponse:
+        request = tokenizer_pb2.ApplyChatTemplateRequest(model=model, messages=messages,
+                                                         continue_final_message=continue_final_message)
+        if add_generation_prompt is not None:
+            request.add_generation_prompt = add_generation_prompt
+        with translated("tokenizer"):
+            return await self.tokenizer.ApplyChatTemplate(request, timeout=self.call_timeout)
+
+    async def count_chat_tokens(self, model: str, messages: Sequence[common_pb2.ChatMessage],
+                                tools_json: str = "") -> int:
+        request = tokenizer_pb2.CountTokensRequest(
+            model=model, conversation=tokenizer_pb2.Conversation(messages=messages, tools_json=tools_json))
+        with translated("tokenizer"):
+            reply = await self.tokenizer.CountTokens(request, timeout=self.call_timeout)
+        return reply.token_count
+
+    async def encode(self, model: str, text: str, *, add_special_tokens: bool) -> list[int]:
+        request = tokenizer_pb2.EncodeRequest(model=model, text=text, add_special_tokens=add_special_tokens)
+        with translated("tokenizer"):
+            reply = await self.tokenizer.Encode(request, timeout=self.call_timeout)
+        return list(reply.token_ids)
+
+    async def decode(self, model: str, token_ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
+        request = tokenizer_pb2.DecodeRequest(model=model, token_ids=token_ids,
+                                              skip_special_tokens=skip_special_tokens)
+        with translated("tokenizer"):
+            reply = await self.tokenizer.Decode(request, timeout=self.call_timeout)
+        return reply.text
 
     def generate(self, request: inference_pb2.GenerateRequest) -> grpc.aio.UnaryStreamCall:
         # No deadline: a long completion is legitimate, and a client that gives up cancels the call.

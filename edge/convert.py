@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from edge.schemas import (ChatCompletionRequest, ChatMessage, ChoiceLogprobs, SamplingFields, TokenLogprob,
-                          TopLogprob)
+import codecs
+from collections.abc import Iterable
+
+from edge.schemas import (ChatCompletionRequest, ChatMessage, ChoiceLogprobs, CompletionLogprobs, SamplingFields,
+                          TokenLogprob, TopLogprob)
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
@@ -71,3 +74,36 @@ def logprobs(entries) -> ChoiceLogprobs:
         TokenLogprob(**top(entry).model_dump(), top_logprobs=[top(alt) for alt in entry.top_logprobs])
         for entry in entries
     ])
+
+
+class LegacyLogprobs:
+    """One choice's logprobs in the legacy completions shape, built as its tokens arrive.
+
+    text_offset counts characters of the choice's text from its start (the echoed prompt included), as
+    vLLM counts them; a token holding only part of a multi-byte character starts where that character does.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._chars = 0
+
+    def add(self, entries: Iterable, *, unscored_first: str | None = None) -> CompletionLogprobs:
+        """The next tokens' logprobs. `unscored_first` is an echoed prompt's first token, which has no
+        logprob: nothing came before it to score it in."""
+        shaped = CompletionLogprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
+        if unscored_first is not None:
+            self._put(shaped, unscored_first, unscored_first.encode(), None, None)
+        for entry in entries:
+            top = {alternative.token: alternative.logprob for alternative in entry.top_logprobs}
+            # OpenAI always reports the sampled token too, so there may be logprobs + 1 entries.
+            top.setdefault(entry.token, entry.logprob)
+            self._put(shaped, entry.token, entry.bytes, entry.logprob, top)
+        return shaped
+
+    def _put(self, shaped: CompletionLogprobs, token: str, raw: bytes, logprob: float | None,
+             top: dict[str, float] | None) -> None:
+        shaped.tokens.append(token)
+        shaped.token_logprobs.append(logprob)
+        shaped.top_logprobs.append(top)
+        shaped.text_offset.append(self._chars)
+        self._chars += len(self._decoder.decode(raw))

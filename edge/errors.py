@@ -33,10 +33,13 @@ class Failure:
     code: str | None = None
     retry_after: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Where a shape wants more than a parameter's name (Azure's 422 names its location and the value sent).
+    detail: Mapping[str, Any] | None = None
 
     @classmethod
     def from_error(cls, error: IngotError) -> Failure:
-        return cls(error.http_status, error.message, error.error_type, error.param, error.code, error.retry_after)
+        return cls(error.http_status, error.message, error.error_type, error.param, error.code, error.retry_after,
+                   detail=getattr(error, "detail", None))
 
     @classmethod
     def unexpected(cls) -> Failure:

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from edge.schema_support import check_request_schema
-from edge.schemas import ChatCompletionRequest, ChatMessage, FunctionDefinition, SamplingFields
+from edge.schemas import (MAX_BATCH_CHOICES, ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest,
+                          FunctionDefinition, SamplingFields, TokenizeRequest)
 from ingot.common.errors import InvalidArgument
 
 M = TypeVar("M", bound=BaseModel)
@@ -101,6 +102,49 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
     _check_tools(request)
     _check_response_format(request)
     return request
+
+
+def parse_completion_request(body: bytes) -> CompletionRequest:
+    request = validate(CompletionRequest, parse_json_object(body))
+    check_sampling(request)
+    if request.suffix and request.echo:
+        raise InvalidArgument("Invalid value for 'suffix': echo cannot be combined with a suffix; the prompt "
+                              "is rewritten around the suffix, so there is no prompt text to echo.", param="suffix")
+    choices = len(request.prompt) * request.choices
+    if choices > MAX_BATCH_CHOICES:
+        raise InvalidArgument(f"Invalid value for 'n': {len(request.prompt)} prompts with n={request.choices} make "
+                              f"{choices} choices; at most {MAX_BATCH_CHOICES} are allowed in one request.",
+                              param="n")
+    return request
+
+
+def parse_tokenize_request(body: bytes) -> TokenizeRequest:
+    request = validate(TokenizeRequest, parse_json_object(body))
+    if request.prompt is None and request.messages is None:
+        raise InvalidArgument("Missing required parameter: 'prompt' (or 'messages').", param="prompt")
+    if request.prompt is not None and request.messages is not None:
+        raise InvalidArgument("Invalid value for 'messages': give either 'prompt' or 'messages', not both.",
+                              param="messages")
+    if request.messages is None:
+        for name in ("add_generation_prompt", "continue_final_message"):
+            if getattr(request, name) is not None:
+                raise InvalidArgument(f"Invalid value for '{name}': it applies to 'messages' only.", param=name)
+        return request
+    for index, message in enumerate(request.messages):
+        _check_message(f"messages[{index}]", message)
+    if request.add_special_tokens:
+        raise InvalidArgument("Invalid value for 'add_special_tokens': with 'messages' the chat template writes "
+                              "the special tokens itself; adding them again is not supported.",
+                              param="add_special_tokens")
+    if request.add_generation_prompt and request.continue_final_message:
+        raise InvalidArgument("Invalid value for 'continue_final_message': it cannot be combined with "
+                              "add_generation_prompt; set add_generation_prompt to false.",
+                              param="continue_final_message")
+    return request
+
+
+def parse_detokenize_request(body: bytes) -> DetokenizeRequest:
+    return validate(DetokenizeRequest, parse_json_object(body))
 
 
 def check_sampling(request: SamplingFields) -> None:

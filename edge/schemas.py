@@ -1,4 +1,5 @@
-"""OpenAI's chat completion request and response bodies, as far as this server supports them.
+"""OpenAI's chat and text completion request and response bodies, as far as this server supports them,
+and the tokenizer routes' bodies.
 
 Requests forbid unknown fields (an unsupported parameter is an error, never silently dropped) and
 validate strictly, as OpenAI does: "0.5" is not a temperature. Responses are serialized from these
@@ -244,6 +245,78 @@ class ChatCompletionRequest(SamplingFields):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
+# OpenAI caps the legacy completions logprobs at 5 alternatives.
+MAX_COMPLETION_LOGPROBS = 5
+# Prompts in one completions batch, and choices across the batch: one engine serves them all at once.
+MAX_PROMPTS = 64
+MAX_BATCH_CHOICES = 64
+
+
+def _token_ids(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(token, int) and not isinstance(token, bool) and 0 <= token <= _UINT32_MAX for token in value)
+
+
+class CompletionRequest(SamplingFields):
+    """OpenAI's legacy completions with Databricks' completions-task extras (use_raw_prompt, error_behavior)."""
+
+    model: str = Field(min_length=1)
+    # Always a batch here: one string or one token-id list arrives as a batch of one.
+    prompt: list[str | list[int]]
+    suffix: str | None = None
+    echo: bool | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
+    use_raw_prompt: bool | None = None
+    error_behavior: Literal["error", "truncate"] | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_prompt_is_a_batch(cls, value: Any) -> Any:
+        # Checked by hand rather than by a union of shapes, so an error names `prompt` and says what a
+        # prompt may be instead of listing every shape pydantic tried.
+        if isinstance(value, str) or (_token_ids(value) and value):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) or _token_ids(item) for item in value):
+            raise PydanticCustomError("prompt_shape", "expected a string, an array of strings, an array of token "
+                                      "ids, or an array of token-id arrays")
+        if not value:
+            raise PydanticCustomError("prompt_empty", "the prompt must not be empty")
+        if any(isinstance(item, list) and not item for item in value):
+            raise PydanticCustomError("prompt_empty", "a token-id prompt must hold at least one token")
+        if len(value) > MAX_PROMPTS:
+            raise PydanticCustomError("prompt_batch", "a batch holds at most {limit} prompts, got {count}",
+                                      {"limit": MAX_PROMPTS, "count": len(value)})
+        return value
+
+    @property
+    def truncate(self) -> bool:
+        return self.error_behavior == "truncate"
+
+
+class TokenizeRequest(_Request):
+    """vLLM's /tokenize: a raw prompt, or messages rendered through the chat template."""
+
+    model: str = Field(min_length=1)
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
+    # vLLM's defaults: true for a prompt; for messages the template writes the special tokens itself.
+    add_special_tokens: bool | None = None
+    add_generation_prompt: bool | None = None
+    continue_final_message: bool | None = None
+
+
+class DetokenizeRequest(_Request):
+    model: str = Field(min_length=1)
+    tokens: list[int]
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _are_token_ids(cls, value: Any) -> Any:
+        if not _token_ids(value):
+            raise PydanticCustomError("token_ids", "expected an array of token ids")
+        return value
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -364,3 +437,47 @@ class Model(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Model]
+
+
+class CompletionLogprobs(BaseModel):
+    """OpenAI's legacy logprobs: parallel lists, one entry per token of the choice's text."""
+
+    tokens: list[str]
+    # null for the first token of an echoed prompt, which nothing came before to score it.
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    # Where each token starts in the choice's text, in characters.
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None = None
+    # null on every streamed chunk but a choice's last.
+    finish_reason: str | None = None
+
+
+class TextCompletion(BaseModel):
+    """A completions answer, and each chunk of a streamed one."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class TokenCount(BaseModel):
+    tokenCount: int  # noqa: N815 - Foundry Local's name
+
+
+class Tokenized(BaseModel):
+    count: int
+    max_model_len: int
+    tokens: list[int]
+
+
+class Detokenized(BaseModel):
+    prompt: str

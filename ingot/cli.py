@@ -13,6 +13,8 @@ COMMANDS = {
     "tokenizer": ("services.tokenizer.server", "the tokenizer service alone"),
     "registry": ("services.registry.server", "the model registry service alone"),
     "inference": ("services.inference.server", "the inference service alone"),
+    "embeddings": ("services.embeddings.server", "the embeddings service alone"),
+    "chat": ("ingot.chatcli", "chat with a model of a running ingot, once or turn by turn"),
     "model": ("ingot.modelcli", "list, download, load, unload or remove models of a running ingot"),
     "build-models": ("ingot.modelbuild.__main__", "build the default models into the cache"),
     "protos": ("ingot.protogen", "generate the Python code for protos/"),

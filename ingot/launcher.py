@@ -36,6 +36,7 @@ class LauncherSettings(SettingsBase):
     registry_listen: str = Field("127.0.0.1:50052", description="gRPC address of the registry service")
     tokenizer_listen: str = Field("127.0.0.1:50051", description="gRPC address of the tokenizer service")
     inference_listen: str = Field("127.0.0.1:50053", description="gRPC address of the inference service")
+    embeddings_listen: str = Field("127.0.0.1:50054", description="gRPC address of the embeddings service")
     startup_timeout: float = Field(120.0, gt=0, description="seconds a service may take to answer SERVING")
     stop_grace: float = Field(10.0, ge=0, description="seconds a service gets to stop before it is killed")
     log_level: str = Field("info", description="logging level, passed to every service")
@@ -132,8 +133,9 @@ class Launcher:
                                            "--catalog-url", config.catalog_url, *common])
         self.tokenizer = Child("tokenizer", ["--listen", config.tokenizer_listen, *common])
         self.inference = Child("inference", ["--listen", config.inference_listen, *common])
+        self.embeddings = Child("embeddings", ["--listen", config.embeddings_listen, *common])
         self.edge = Child("edge", [])
-        self.services = [self.registry, self.tokenizer, self.inference]
+        self.services = [self.registry, self.tokenizer, self.inference, self.embeddings]
 
     async def _start(self, child: Child) -> None:
         await _spawn(child)
@@ -143,14 +145,15 @@ class Launcher:
 
     async def start(self) -> None:
         await self._start(self.registry)
-        for dependant in (self.tokenizer, self.inference):
+        dependants = (self.tokenizer, self.inference, self.embeddings)
+        for dependant in dependants:
             dependant.argv += ["--registry-address", self.registry.address]
-        await asyncio.gather(self._start(self.tokenizer), self._start(self.inference))
+        await asyncio.gather(*(self._start(dependant) for dependant in dependants))
         c = self.config
         self.edge.argv = [
             "--host", c.host, "--port", str(c.port), "--log-level", c.log_level,
             "--registry-address", self.registry.address, "--tokenizer-address", self.tokenizer.address,
-            "--inference-address", self.inference.address,
+            "--inference-address", self.inference.address, "--embeddings-address", self.embeddings.address,
         ]
         await self._start(self.edge)
         print(f"ingot ready on {self.edge.address}", flush=True)
@@ -181,7 +184,7 @@ class Launcher:
     async def stop(self) -> None:
         self.stopping.set()
         # The edge first, so no request reaches a service that is already gone; the registry last.
-        for child in (self.edge, self.tokenizer, self.inference, self.registry):
+        for child in (self.edge, self.tokenizer, self.inference, self.embeddings, self.registry):
             await _stop(child, self.config.stop_grace)
 
 

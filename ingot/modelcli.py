@@ -18,57 +18,13 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field
 from tqdm import tqdm
 
 from ingot.common import settings
+from ingot.edgeclient import ClientSettings, CommandError, open_endpoint, request_json
 
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 _FILE = re.compile(r"Downloading (.+)$")
-
-
-class ModelClientSettings(settings.SettingsBase):
-    endpoint: str = Field("http://127.0.0.1:5272", description="base URL of a running ingot edge")
-
-
-class CommandError(Exception):
-    """Something to tell the user before exiting with status 1."""
-
-
-def _error_message(status: int, body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return f"HTTP {status}: {body.decode(errors='replace').strip()[:500]}"
-    if isinstance(data, dict):
-        if isinstance(data.get("error"), dict) and data["error"].get("message"):
-            return str(data["error"]["message"])
-        if data.get("errorMessage"):
-            return str(data["errorMessage"])
-    return f"HTTP {status}: {data}"
-
-
-def _open(endpoint: str, method: str, path: str, *, query: dict[str, Any] | None = None,
-          body: dict[str, Any] | None = None):
-    url = endpoint.rstrip("/") + path
-    if query:
-        url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-    try:
-        return urllib.request.urlopen(request)  # noqa: S310 - the URL is the user's own endpoint
-    except urllib.error.HTTPError as exc:
-        raise CommandError(_error_message(exc.code, exc.read())) from None
-    except urllib.error.URLError as exc:
-        raise CommandError(f"cannot reach ingot at {endpoint}: {exc.reason} (is `ingot serve` running? "
-                           "--endpoint / INGOT_ENDPOINT)") from None
-
-
-def _json(endpoint: str, method: str, path: str, **kwargs: Any) -> Any:
-    with _open(endpoint, method, path, **kwargs) as response:
-        text = response.read()
-    return json.loads(text) if text.strip() else None
 
 
 def _model_path(name: str) -> str:
@@ -76,10 +32,10 @@ def _model_path(name: str) -> str:
 
 
 def list_models(endpoint: str) -> int:
-    catalog = _json(endpoint, "GET", "/foundry/list")
-    cached = set(_json(endpoint, "GET", "/openai/models") or [])
+    catalog = request_json(endpoint, "GET", "/foundry/list")
+    cached = set(request_json(endpoint, "GET", "/openai/models") or [])
     try:
-        loaded = set(_json(endpoint, "GET", "/openai/loadedmodels") or [])
+        loaded = set(request_json(endpoint, "GET", "/openai/loadedmodels") or [])
     except CommandError:
         loaded = set()
     rows = [("ALIAS", "NAME", "DEVICE", "SIZE", "STATUS")]
@@ -101,7 +57,7 @@ def download(endpoint: str, name: str, *, token: str | None, custom_dir: str | N
     if custom_dir:
         body["customDirPath"] = os.path.abspath(custom_dir)
     result: dict[str, Any] | None = None
-    with _open(endpoint, "POST", "/openai/download", body=body) as response, \
+    with open_endpoint(endpoint, "POST", "/openai/download", body=body) as response, \
             tqdm(total=100.0, desc=name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
                  file=sys.stderr) as bar:
         final = ""
@@ -127,26 +83,26 @@ def download(endpoint: str, name: str, *, token: str | None, custom_dir: str | N
 
 
 def load(endpoint: str, name: str, *, ttl: int | None, ep: str | None) -> int:
-    _json(endpoint, "GET", f"/openai/load/{_model_path(name)}", query={"ttl": ttl, "ep": ep})
+    request_json(endpoint, "GET", f"/openai/load/{_model_path(name)}", query={"ttl": ttl, "ep": ep})
     print(f"{name} is loaded.")
     return 0
 
 
 def unload(endpoint: str, name: str, *, force: bool) -> int:
-    _json(endpoint, "GET", f"/openai/unload/{_model_path(name)}", query={"force": str(force).lower()})
+    request_json(endpoint, "GET", f"/openai/unload/{_model_path(name)}", query={"force": str(force).lower()})
     print(f"{name} is unloaded.")
     return 0
 
 
 def remove(endpoint: str, name: str, *, force: bool) -> int:
-    reply = _json(endpoint, "DELETE", f"/openai/models/{_model_path(name)}", query={"force": str(force).lower()})
+    reply = request_json(endpoint, "DELETE", f"/openai/models/{_model_path(name)}", query={"force": str(force).lower()})
     print(f"{reply.get('id', name) if isinstance(reply, dict) else name} is removed from the cache.")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    settings.add_arguments(common, ModelClientSettings)
+    settings.add_arguments(common, ClientSettings)
     top = argparse.ArgumentParser(prog="ingot model", description="Manage the models of a running ingot.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("list", parents=[common], help="the catalog, with what is cached and loaded")
@@ -169,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    endpoint = settings.from_namespace(ModelClientSettings, args, os.environ).endpoint
+    endpoint = settings.from_namespace(ClientSettings, args, os.environ).endpoint
     try:
         if args.command == "list":
             return list_models(endpoint)

@@ -39,3 +39,22 @@ def tokenizer_only_home(tmp_path: Path, smollm2_dir: Path) -> Path:
         if (smollm2_dir / name).exists():
             shutil.copy2(smollm2_dir / name, target / name)
     return tmp_path / "home"
+
+
+MINILM_ID = "all-MiniLM-L6-v2-generic-cpu:1"
+MINILM_ALIAS = "all-minilm-l6-v2"
+MINILM_REFERENCE = Path(__file__).parent / "data" / "all_minilm_l6_v2_reference.json"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir(ingot_home: Path) -> Path:
+    for manifest in (ingot_home / "models").glob("*/*/inference_model.json"):
+        if json.loads(manifest.read_text()).get("Name") == MINILM_ID:
+            return manifest.parent
+    pytest.fail(f"{MINILM_ID} is not built under {ingot_home}/models: run `make setup` first")
+
+
+@pytest.fixture(scope="session")
+def minilm_reference() -> dict:
+    """sentence-transformers' vectors for fixed sentences (see tests/data/make_minilm_reference.py)."""
+    return json.loads(MINILM_REFERENCE.read_text(encoding="utf-8"))

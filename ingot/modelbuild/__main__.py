@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import Field
 
 from ingot.common import settings
+from ingot.modelbuild.minilm import build_minilm
 from ingot.modelbuild.smollm2 import build_smollm2
 from ingot.modelbuild.staging import purge_stale
 
@@ -23,6 +24,7 @@ Builder = Callable[..., Path]
 
 DEFAULT_BUILDERS: list[tuple[str, Builder]] = [
     ("smollm2-135m-instruct", build_smollm2),
+    ("all-minilm-l6-v2", build_minilm),
 ]
 
 

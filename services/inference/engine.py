@@ -20,14 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import onnxruntime_genai as og
 
 from ingot.common.errors import (FailedPrecondition, IngotError, Internal, InvalidArgument, ResourceExhausted,
                                  Unavailable)
-from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from services.inference import lifetime, models
-from services.inference.logits import LogitsProcessor, LogprobEntry, log_softmax, logprob_entry
+from services.inference.batch import Group, batch_key
+from services.inference.events import Event, Failed, Finished
+from services.inference.logits import LogitsProcessor, LogprobEntry
 from services.inference.sampling import Budget
 
 log = logging.getLogger(__name__)
@@ -36,41 +36,10 @@ log = logging.getLogger(__name__)
 _IDLE_TICK_S = 1.0
 
 
-@dataclass(frozen=True)
-class Tokens:
-    index: int
-    token_id: int
-    text: str
-    logprob: LogprobEntry | None = None
-
-
-@dataclass(frozen=True)
-class PromptScored:
-    index: int
-    entries: list[LogprobEntry]
-
-
-@dataclass(frozen=True)
-class Finished:
-    index: int
-    reason: int  # common_pb2.FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Failed:
-    index: int
-    error: IngotError
-
-
-Event = Tokens | PromptScored | Finished | Failed
-
-
 @dataclass(eq=False)
 class Sequence:
-    """One generation. Created on the event loop; after submit only the engine thread touches its state,
-    except `cancelled`, a flag the loop sets and the engine reads between steps."""
+    """One generation (a row of a batch group). Created on the event loop; after submit only the engine
+    thread touches its state, except `cancelled`, a flag the loop sets and the engine reads between steps."""
 
     model_id: str
     prompt: list[int]
@@ -89,9 +58,9 @@ class Sequence:
     fast_forward: bool = False
     prompt_entries: list[LogprobEntry] = field(default_factory=list)
     cancelled: bool = False
-    generator: og.Generator | None = None
+    submitted_at: float = 0.0
+    # Its detokenizer, made when its group starts.
     stream: Any = None
-    prefilled: int = 0
     generated: int = 0
     finished: bool = False
     model: models.LoadedModel | None = field(default=None, repr=False)
@@ -105,9 +74,11 @@ def asyncio_emitter(loop: asyncio.AbstractEventLoop, sink: asyncio.Queue[Event])
 
 
 class Engine:
-    def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int, default_ttl: int = 0,
-                 memory_budget_bytes: int = 0) -> None:
+    def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int, max_batch: int = 8,
+                 batch_window: float = 0.0, default_ttl: int = 0, memory_budget_bytes: int = 0) -> None:
         self._max_active = max_active
+        self._max_batch = max_batch
+        self._batch_window = batch_window
         self._max_waiting = max_waiting
         self._prefill_chunk = prefill_chunk
         self._default_ttl = default_ttl
@@ -117,7 +88,7 @@ class Engine:
         self._models: dict[str, models.LoadedModel] = {}
         self._loading: dict[str, concurrent.futures.Future[models.LoadedModel]] = {}
         self._waiting: deque[Sequence] = deque()
-        self._active: list[Sequence] = []
+        self._groups: list[Group] = []
         # Sequences admitted and not yet retired, in all and per model; guarded because submit runs on the
         # loop thread. A model with claims is busy: neither its TTL nor the memory budget unloads it.
         self._admitted = 0
@@ -182,6 +153,7 @@ class Engine:
                     code="server_busy",
                 )
             self._admitted += 1
+            sequence.submitted_at = time.monotonic()
             self._claims[sequence.model_id] = self._claims.get(sequence.model_id, 0) + 1
         self._commands.put(("generate", sequence))
 
@@ -192,12 +164,15 @@ class Engine:
     # ----- the engine thread -----
     def _run(self) -> None:
         while True:
-            idle = not self._active and not self._waiting
-            if not self._drain_commands(timeout=_IDLE_TICK_S if idle else None):
+            hold = self._admission_hold()
+            idle = not self._groups and (not self._waiting or hold > 0)
+            if not self._drain_commands(timeout=(hold or _IDLE_TICK_S) if idle else None):
                 break
-            self._admit()
-            for sequence in list(self._active):
-                self._step(sequence)
+            if self._admission_hold() == 0:
+                self._admit()
+            # Round robin over groups: every stream moves one step per round, batched or not.
+            for group in list(self._groups):
+                self._step(group)
             self._expire()
             # Generator calls hold the GIL; yielding it once per round keeps the gRPC event loop responsive.
             time.sleep(0)
@@ -271,10 +246,11 @@ class Engine:
                 raise FailedPrecondition(
                     f"The model '{model_id}' is generating; unload it with force to stop those requests.",
                     param="model")
-            for sequence in [s for s in (*self._active, *self._waiting) if s.model_id == model_id]:
+            for sequence in [s for s in (*self._live(), *self._waiting) if s.model_id == model_id]:
                 if sequence in self._waiting:
                     self._waiting.remove(sequence)
                 self._fail(sequence, Unavailable(f"The model '{model_id}' was unloaded.", param="model"))
+            self._drop_finished_groups()
         self._models.pop(model_id)
         log.info("unloaded %s", model_id)
         return True
@@ -288,104 +264,73 @@ class Engine:
             log.info("unloading %s: idle for its TTL of %d s", model.id, model.ttl_seconds)
             self._models.pop(model.id)
 
+    def _admission_hold(self) -> float:
+        """Seconds to hold waiting sequences back so that requests arriving together (a few ms apart, after
+        their tokenizer call) share one batch instead of each starting a generator of its own; 0: admit now."""
+        if not self._waiting or self._batch_window <= 0 or len(self._waiting) >= self._max_batch:
+            return 0.0
+        oldest = self._waiting[0]
+        if batch_key(oldest, self._prefill_chunk) is None:
+            return 0.0
+        return max(0.0, self._batch_window - (time.monotonic() - oldest.submitted_at))
+
+    def _live(self) -> list[Sequence]:
+        return [row for group in self._groups for row in group.live()]
+
     def _admit(self) -> None:
-        while self._waiting and len(self._active) < self._max_active:
+        """Moves waiting sequences into groups: compatible ones share a generator, up to max_batch rows."""
+        room = self._max_active - len(self._live())
+        batchable: dict[tuple, list[Sequence]] = {}
+        while self._waiting and room > 0:
             sequence = self._waiting.popleft()
             model = self._models.get(sequence.model_id)
             if model is None:
                 self._fail(sequence, Unavailable(f"The model '{sequence.model_id}' was unloaded before this "
                                                  "request started; retry it.", param="model"))
                 continue
+            room -= 1
             sequence.model = model
             model.active_sequences += 1
-            self._active.append(sequence)
+            key = batch_key(sequence, self._prefill_chunk)
+            if key is None:
+                self._add_group(Group(model, [sequence], self._prefill_chunk))
+            else:
+                batchable.setdefault(key, []).append(sequence)
+        for rows in batchable.values():
+            for start in range(0, len(rows), self._max_batch):
+                self._add_group(Group(rows[start].model, rows[start:start + self._max_batch],
+                                      self._prefill_chunk))
 
-    def _step(self, sequence: Sequence) -> None:
-        if sequence.cancelled:
-            self._retire(sequence)
-            return
-        model = sequence.model
-        assert model is not None
-        try:
-            if sequence.generator is None:
-                self._start(sequence, model)
-            generator = sequence.generator
-            if sequence.prefilled < len(sequence.prompt):
-                self._prefill(sequence, generator)
-                return
-            logprobs = self._process_logits(sequence, generator)
-            before = generator.token_count()
-            generator.generate_next_token()
-            done = generator.is_done()
-            # With fast-forward tokens a grammar can append several tokens in one step.
-            tokens = ([int(t) for t in generator.get_sequence(0)[before:]] if sequence.fast_forward
-                      else [int(generator.get_next_tokens()[0])])
-            if done and tokens and tokens[-1] in model.eos_token_ids:
-                tokens.pop()
-            for token in tokens:
-                sequence.generated += 1
-                model.generated_tokens += 1
-                if sequence.processor is not None:
-                    sequence.processor.observe(token)
-                text = "" if token in model.special_token_ids else sequence.stream.decode(token)
-                entry = None if logprobs is None else logprob_entry(logprobs, token, sequence.top_logprobs or 0)
-                sequence.emit(Tokens(sequence.index, token, text, entry))
-                if sequence.generated >= sequence.budget.max_tokens:
-                    self._finish(sequence, common_pb2.FINISH_REASON_LENGTH)
-                    return
-            if done:
-                # The end-of-sequence token is never appended, so a full sequence means the length ran out.
-                full = generator.token_count() >= sequence.budget.max_length
-                self._finish(sequence, common_pb2.FINISH_REASON_LENGTH if full else common_pb2.FINISH_REASON_STOP)
-        except IngotError as error:
-            self._fail(sequence, error)
-        except Exception as exc:  # noqa: BLE001 - a failing sequence must not take the others down
-            log.exception("generation failed for %s", sequence.model_id)
-            self._fail(sequence, Internal(f"Generation failed: {exc}"))
-
-    @staticmethod
-    def _start(sequence: Sequence, model: models.LoadedModel) -> None:
-        params = og.GeneratorParams(model.model)
-        params.set_search_options(**sequence.search_options)
-        if sequence.guidance is not None:
-            kind, text = sequence.guidance
-            params.set_guidance(kind, text, sequence.fast_forward)
+    def _step(self, group: Group) -> None:
+        for row in group.live():
+            if row.cancelled:
+                self._retire(row)
+        if group.live():
             try:
-                sequence.generator = og.Generator(model.model, params)
-            except Exception as exc:  # noqa: BLE001 - llguidance reports a grammar it cannot compile here
-                raise InvalidArgument(f"The output constraint cannot be enforced: {exc}", param="constraint") from None
-        else:
-            sequence.generator = og.Generator(model.model, params)
-        sequence.stream = model.tokenizer.create_stream()
+                for row, reason in group.step():
+                    self._finish(row, reason)
+            except IngotError as error:
+                for row in group.live():
+                    self._fail(row, error)
+            except Exception as exc:  # noqa: BLE001 - a failing group must not take the others down
+                log.exception("generation failed for %s", group.model.id)
+                for row in group.live():
+                    self._fail(row, Internal(f"Generation failed: {exc}"))
+        if not group.live():
+            self._drop_group(group)
 
-    def _prefill(self, sequence: Sequence, generator: og.Generator) -> None:
-        if not sequence.score_prompt:
-            chunk = sequence.prompt[sequence.prefilled:sequence.prefilled + self._prefill_chunk]
-            generator.append_tokens(chunk)
-            sequence.prefilled += len(chunk)
-            return
-        # get_logits only shows the last position, so scoring a prompt means one position per step.
-        for _ in range(min(self._prefill_chunk, len(sequence.prompt) - sequence.prefilled)):
-            generator.append_tokens(sequence.prompt[sequence.prefilled:sequence.prefilled + 1])
-            sequence.prefilled += 1
-            if sequence.prefilled < len(sequence.prompt):
-                scores = log_softmax(generator.get_logits()[0, -1])
-                sequence.prompt_entries.append(
-                    logprob_entry(scores, sequence.prompt[sequence.prefilled], sequence.top_logprobs or 0))
-        if sequence.prefilled == len(sequence.prompt):
-            sequence.emit(PromptScored(sequence.index, sequence.prompt_entries))
+    def _add_group(self, group: Group) -> None:
+        self._groups.append(group)
+        group.model.batches += 1
 
-    @staticmethod
-    def _process_logits(sequence: Sequence, generator: og.Generator):
-        """Applies the sequence's bias and penalties; returns the log-distribution when logprobs are wanted."""
-        if sequence.processor is None and sequence.top_logprobs is None:
-            return None
-        logits = generator.get_logits()
-        row = logits[0, -1]
-        if sequence.processor is not None:
-            sequence.processor.apply(row)
-            generator.set_logits(logits)
-        return None if sequence.top_logprobs is None else log_softmax(row)
+    def _drop_group(self, group: Group) -> None:
+        self._groups.remove(group)
+        group.model.batches -= 1
+        group.close()
+
+    def _drop_finished_groups(self) -> None:
+        for group in [g for g in self._groups if not g.live()]:
+            self._drop_group(group)
 
     # Retire before telling the caller: a client that sends its next request the moment this one ends must
     # find the slot free already.
@@ -401,14 +346,10 @@ class Engine:
         if sequence.finished:
             return
         sequence.finished = True
-        # Dropping the generator returns its KV cache to the pool right away.
-        sequence.generator = None
         sequence.stream = None
-        if sequence in self._active:
-            self._active.remove(sequence)
-            if sequence.model is not None:
-                sequence.model.active_sequences -= 1
-                sequence.model.touch()
+        if sequence.model is not None:
+            sequence.model.active_sequences -= 1
+            sequence.model.touch()
         with self._admitted_lock:
             self._admitted -= 1
             self._claims[sequence.model_id] -= 1
@@ -425,7 +366,8 @@ class Engine:
                 self._waiting.append(command[1])
             elif command[0] in ("load", "unload"):
                 command[-1].set_exception(Unavailable("The inference service is shutting down."))
-        for sequence in [*self._active, *self._waiting]:
+        for sequence in [*self._live(), *self._waiting]:
             self._fail(sequence, Unavailable("The inference service is shutting down."))
         self._waiting.clear()
+        self._drop_finished_groups()
         self._models.clear()

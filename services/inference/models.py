@@ -26,6 +26,8 @@ class LoadedModel:
     # text, which must never reach a client's content.
     special_token_ids: frozenset[int]
     vocab_size: int
+    # Right-pads the shorter prompts of a batch.
+    pad_token_id: int
     # Each token's UTF-8 bytes, for logprobs.
     token_bytes: list[bytes]
     execution_provider: str = "cpu"
@@ -36,6 +38,8 @@ class LoadedModel:
     last_used_at: float = field(default_factory=time.time)
     # Written by the engine thread only; read by the event loop for ListLoadedModels.
     active_sequences: int = 0
+    # Generators stepping this model's sequences; fewer than active_sequences means sequences are batched.
+    batches: int = 0
     generated_tokens: int = 0
 
     @property
@@ -107,6 +111,7 @@ def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id
         eos_token_ids=frozenset(int(t) for t in tokenizer.eos_token_ids),
         special_token_ids=_special_token_ids(path / "tokenizer.json"),
         vocab_size=vocab_size,
+        pad_token_id=int(genai["model"].get("pad_token_id", min(tokenizer.eos_token_ids))),
         token_bytes=load_token_bytes(path / "tokenizer.json", vocab_size),
         execution_provider=provider,
         ttl_seconds=ttl_seconds,

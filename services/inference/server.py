@@ -24,7 +24,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
 def build(server, config: InferenceSettings):
     """Registers the servicer on `server`; returns the engine and a cleanup coroutine function."""
     engine = Engine(max_active=config.max_active_sequences, max_waiting=config.max_waiting_sequences,
-                    prefill_chunk=config.prefill_chunk_tokens, default_ttl=config.default_ttl_seconds,
+                    prefill_chunk=config.prefill_chunk_tokens, max_batch=config.max_batch_size,
+                    batch_window=config.batch_window_ms / 1000,
+                    default_ttl=config.default_ttl_seconds,
                     memory_budget_bytes=config.memory_budget_mb * 2**20)
     engine.start()
     registry_channel = insecure_channel(config.registry_address)
@@ -39,9 +41,13 @@ def build(server, config: InferenceSettings):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import onnxruntime
     import onnxruntime_genai as og
 
     og.disable_telemetry_events()
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        # The CUDA build finds CUDA's libraries in the nvidia-* wheels only when told to load them.
+        onnxruntime.preload_dlls()
     config = settings.load(InferenceSettings, argv, prog="ingot inference",
                            description="The inference service: chat models through onnxruntime-genai.")
     logs.configure("inference", config.log_level)

@@ -14,7 +14,8 @@ from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from services.inference import models, sampling, toolcalls
-from services.inference.engine import Engine, Failed, PromptScored, Sequence, Tokens, asyncio_emitter
+from services.inference.engine import Engine, Sequence, asyncio_emitter
+from services.inference.events import Failed, PromptScored, Tokens
 from services.inference.logits import LogprobEntry
 from services.inference.stops import Piece, Release, StopMatcher
 
@@ -49,7 +50,8 @@ def _loaded_message(model) -> pb.LoadedModel:
     return pb.LoadedModel(id=model.id, active_sequences=model.active_sequences,
                           generated_tokens=model.generated_tokens, loaded_at=int(model.loaded_at),
                           last_used_at=int(model.last_used_at), ttl_seconds=model.ttl_seconds,
-                          execution_provider=model.execution_provider, size_bytes=model.size_bytes)
+                          execution_provider=model.execution_provider, size_bytes=model.size_bytes,
+                          batches=model.batches)
 
 
 class InferenceServicer(pb_grpc.InferenceServiceServicer):

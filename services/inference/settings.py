@@ -10,6 +10,8 @@ class InferenceSettings(SettingsBase):
     registry_address: str = Field("127.0.0.1:50052", description="the registry service, to find model folders")
     max_active_sequences: int = Field(16, ge=1, description="sequences the engine steps at once")
     max_waiting_sequences: int = Field(64, ge=0, description="admitted sequences waiting for a slot; beyond: RESOURCE_EXHAUSTED")
+    max_batch_size: int = Field(8, ge=1, description="sequences that may share one generator and step together")
+    batch_window_ms: float = Field(5.0, ge=0, description="how long a request may wait for others arriving with it to share a batch (adds at most this to its time to first token)")
     prefill_chunk_tokens: int = Field(256, ge=16, description="prompt tokens prefilled per engine step, so a long prompt never stalls other streams for long")
     default_ttl_seconds: int = Field(600, ge=0, description="idle seconds before a loaded model unloads (Foundry Local's default TTL); 0 keeps models loaded")
     memory_budget_mb: int = Field(0, ge=0, description="model files that may be loaded at once, in MB; a load beyond it unloads the least recently used idle model first (0: no budget)")

@@ -65,10 +65,16 @@ def compile_template(source: str) -> jinja2.Template:
 def render(template: jinja2.Template, messages: Sequence[Mapping[str, Any]], *,
            tools: Sequence[Mapping[str, Any]] | None = None,
            special_tokens: Mapping[str, str] | None = None,
-           continue_final_message: bool = False) -> str:
+           continue_final_message: bool = False, add_generation_prompt: bool | None = None) -> str:
     """The prompt text for `messages`, ending with the assistant's generation prompt unless
-    `continue_final_message` leaves the last message open for the model to go on with.
+    `continue_final_message` leaves the last message open for the model to go on with, or
+    `add_generation_prompt` is False.
     """
+    if add_generation_prompt is None:
+        add_generation_prompt = not continue_final_message
+    elif add_generation_prompt and continue_final_message:
+        # transformers refuses the pair too: the open message would be followed by a new turn's header.
+        raise TemplateRenderError("add_generation_prompt and continue_final_message cannot both be set.")
     chat = [dict(message) for message in messages]
     final_content = None
     if continue_final_message:
@@ -77,7 +83,7 @@ def render(template: jinja2.Template, messages: Sequence[Mapping[str, Any]], *,
             raise TemplateRenderError("continue_final_message needs a final message with text content to continue.")
         chat[-1]["content"] = final_content + _CONTINUE_TAG
     variables = {**(special_tokens or {}), "messages": chat, "tools": list(tools) if tools else None,
-                 "add_generation_prompt": not continue_final_message}
+                 "add_generation_prompt": add_generation_prompt}
     try:
         rendered = template.render(**variables)
     except jinja2.TemplateError as exc:

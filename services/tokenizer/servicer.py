@@ -68,7 +68,8 @@ class TokenizerCache:
 
 
 def _render_and_encode(model_name: str, tokenizer: ModelTokenizer, messages: Sequence[common_pb2.ChatMessage],
-                       tools_json: str, continue_final_message: bool) -> tuple[str, list[int]]:
+                       tools_json: str, continue_final_message: bool,
+                       add_generation_prompt: bool | None) -> tuple[str, list[int]]:
     chat = template_messages(messages)
     tools = parse_tools(tools_json)
     source = tokenizer.template_source(with_tools=tools is not None)
@@ -82,7 +83,8 @@ def _render_and_encode(model_name: str, tokenizer: ModelTokenizer, messages: Seq
         chat, tools = tool_prompts.inline(chat, tools), None
     try:
         prompt = chat_template.render(template, chat, tools=tools, special_tokens=tokenizer.special_tokens,
-                                      continue_final_message=continue_final_message)
+                                      continue_final_message=continue_final_message,
+                                      add_generation_prompt=add_generation_prompt)
     except chat_template.TemplateRenderError as exc:
         raise InvalidArgument(str(exc), param="messages") from None
     # The template wrote the special tokens it wants (BOS included); transformers encodes templated text
@@ -113,18 +115,23 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
         return model, await self._cache.get(model)
 
     async def _apply(self, name: str, messages: Sequence[common_pb2.ChatMessage], tools_json: str,
-                     continue_final_message: bool) -> tuple[str, list[int]]:
+                     continue_final_message: bool, add_generation_prompt: bool | None = None) -> tuple[str, list[int]]:
         model, tokenizer = await self._tokenizer(name)
         if model.task != common_pb2.MODEL_TASK_CHAT_COMPLETION:
             raise InvalidArgument(f"The model '{name}' is not a chat model, so it has no chat template.",
                                   param="model")
         return await asyncio.to_thread(_render_and_encode, name, tokenizer, messages, tools_json,
-                                       continue_final_message)
+                                       continue_final_message, add_generation_prompt)
 
     async def ApplyChatTemplate(self, request: pb.ApplyChatTemplateRequest,
                                 context: grpc.aio.ServicerContext) -> pb.ApplyChatTemplateResponse:
+        add_generation_prompt = (request.add_generation_prompt if request.HasField("add_generation_prompt")
+                                 else None)
+        if add_generation_prompt and request.continue_final_message:
+            raise InvalidArgument("add_generation_prompt and continue_final_message cannot both be set.",
+                                  param="add_generation_prompt")
         prompt, token_ids = await self._apply(request.model, request.messages, request.tools_json,
-                                              request.continue_final_message)
+                                              request.continue_final_message, add_generation_prompt)
         return pb.ApplyChatTemplateResponse(prompt=prompt, token_ids=token_ids)
 
     async def Encode(self, request: pb.EncodeRequest, context: grpc.aio.ServicerContext) -> pb.EncodeResponse:

@@ -44,7 +44,7 @@ class Mesh:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingot.cli", "serve", "--port", str(self.port),
              "--registry-listen", "127.0.0.1:0", "--tokenizer-listen", "127.0.0.1:0",
-             "--inference-listen", "127.0.0.1:0", *self.args],
+             "--inference-listen", "127.0.0.1:0", "--embeddings-listen", "127.0.0.1:0", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
         )
         threading.Thread(target=self._read, daemon=True).start()

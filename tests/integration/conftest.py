@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from edge.app import create_app
 from tests.integration.edge_fakes import Mesh
+from tests.integration.inference_harness import PROMPT_TEXT, serve_inference
 
 
 @pytest.fixture
@@ -41,3 +42,17 @@ def small_disk(tmp_path: Path):
         pytest.skip("mounting a small tmpfs needs root")
     yield mountpoint
     subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.fixture()
+async def inference(smollm2_dir):
+    """The inference service with room for 2 active and 1 waiting sequence."""
+    async with serve_inference(smollm2_dir, max_active_sequences=2, max_waiting_sequences=1) as stub:
+        yield stub
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(smollm2_dir) -> list[int]:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(smollm2_dir / "tokenizer.json")).encode(PROMPT_TEXT, add_special_tokens=False).ids

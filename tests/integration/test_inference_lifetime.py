@@ -8,15 +8,12 @@ import grpc
 import pytest
 
 from ingot.common.errors import NotFound, error_from_rpc
-from ingot.common.grpcserver import ServiceHost
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as pb
-from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
-from services.inference import server as inference_server
 from services.inference.models import available_providers
-from services.inference.settings import InferenceSettings
+from tests.integration.inference_harness import serve_inference
 
 MB = 2**20
 # Two names for the same folder, each counted as 100 MB: enough to exercise a 150 MB budget.
@@ -37,19 +34,9 @@ class TwoNameRegistry(registry_grpc.RegistryServiceServicer):
 
 @pytest.fixture()
 async def inference(smollm2_dir):
-    registry = ServiceHost("registry", [])
-    registry_grpc.add_RegistryServiceServicer_to_server(TwoNameRegistry(smollm2_dir), registry.server)
-    registry_address = await registry.start("127.0.0.1:0")
-    host = ServiceHost("inference", [inference_server.SERVICE_NAME])
-    config = InferenceSettings(listen="127.0.0.1:0", registry_address=registry_address, memory_budget_mb=150,
-                               default_ttl_seconds=0)
-    _, cleanup = inference_server.build(host.server, config)
-    channel = grpc.aio.insecure_channel(await host.start("127.0.0.1:0"))
-    yield pb_grpc.InferenceServiceStub(channel)
-    await channel.close()
-    await host.stop(0)
-    await cleanup()
-    await registry.stop(0)
+    async with serve_inference(smollm2_dir, TwoNameRegistry(smollm2_dir), memory_budget_mb=150,
+                               default_ttl_seconds=0) as stub:
+        yield stub
 
 
 async def loaded(stub) -> dict[str, pb.LoadedModel]:

@@ -1,4 +1,4 @@
-"""The inference service in-process on port 0 with the real SmolLM2 model, behind a stand-in registry."""
+"""The inference service over gRPC with the real SmolLM2 model (fixtures in conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,63 +8,11 @@ import time
 import grpc
 import pytest
 
-from ingot.common.errors import NotFound, error_from_rpc
-from ingot.common.grpcserver import ServiceHost
+from ingot.common.errors import error_from_rpc
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as pb
-from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
-from ingot.registry.v1 import registry_service_pb2 as registry_pb
-from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
-from services.inference import server as inference_server
-from services.inference.settings import InferenceSettings
 from tests.conftest import SMOLLM2_ID
-
-# "<|im_start|>user\nName three primary colors.<|im_end|>\n<|im_start|>assistant\n" without a system turn
-# is produced by the tokenizer service in the real mesh; here the inference service gets ids directly.
-PROMPT_TEXT = "<|im_start|>user\nWrite a long story about a dragon.<|im_end|>\n<|im_start|>assistant\n"
-
-
-class StandInRegistry(registry_grpc.RegistryServiceServicer):
-    def __init__(self, model_dir):
-        self.info = registry_pb.ModelInfo(id=SMOLLM2_ID, alias="smollm2-135m-instruct", path=str(model_dir),
-                                          task=common_pb2.MODEL_TASK_CHAT_COMPLETION, context_length=8192,
-                                          max_output_tokens=2048)
-
-    async def ResolveModel(self, request, context):
-        if request.name not in (self.info.id, self.info.alias):
-            raise NotFound(f"The model '{request.name}' does not exist.", param="model")
-        return registry_pb.ResolveModelResponse(model=self.info)
-
-
-@pytest.fixture()
-async def inference(smollm2_dir):
-    registry = ServiceHost("registry", [])
-    registry_grpc.add_RegistryServiceServicer_to_server(StandInRegistry(smollm2_dir), registry.server)
-    registry_address = await registry.start("127.0.0.1:0")
-    host = ServiceHost("inference", [inference_server.SERVICE_NAME])
-    config = InferenceSettings(listen="127.0.0.1:0", registry_address=registry_address,
-                               max_active_sequences=2, max_waiting_sequences=1)
-    _, cleanup = inference_server.build(host.server, config)
-    address = await host.start("127.0.0.1:0")
-    channel = grpc.aio.insecure_channel(address)
-    yield pb_grpc.InferenceServiceStub(channel)
-    await channel.close()
-    await host.stop(0)
-    await cleanup()
-    await registry.stop(0)
-
-
-@pytest.fixture(scope="module")
-def prompt_ids(smollm2_dir):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(smollm2_dir / "tokenizer.json")).encode(PROMPT_TEXT, add_special_tokens=False).ids
-
-
-def request(prompt_ids, **sampling) -> pb.GenerateRequest:
-    return pb.GenerateRequest(model="smollm2-135m-instruct", prompt_token_ids=prompt_ids,
-                              sampling=pb.SamplingParams(**sampling))
-
+from tests.integration.inference_harness import request
 
 async def test_generate_streams_tokens_and_ends_with_finish_reason_and_usage(inference, prompt_ids):
     messages = [m async for m in inference.Generate(request(prompt_ids, max_tokens=12, temperature=0))]

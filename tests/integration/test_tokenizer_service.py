@@ -113,6 +113,20 @@ async def test_continue_final_message_ends_the_prompt_inside_the_assistant_messa
     assert response.prompt.endswith("<|im_start|>assistant\nOne, two,")
 
 
+async def test_add_generation_prompt_false_leaves_out_the_assistant_opening(tokenizer):
+    without = await apply(tokenizer, [msg("user", "Hi")], add_generation_prompt=False)
+    default = await apply(tokenizer, [msg("user", "Hi")])
+    assert without.prompt.endswith("<|im_start|>user\nHi<|im_end|>\n")
+    assert default.prompt == without.prompt + "<|im_start|>assistant\n"
+
+
+async def test_add_generation_prompt_with_continue_final_message_is_invalid(tokenizer):
+    code, error = await failure(apply(tokenizer, [msg("assistant", "On")], add_generation_prompt=True,
+                                      continue_final_message=True))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.param == "add_generation_prompt"
+
+
 async def test_count_tokens_of_a_conversation_equals_the_templated_ids(tokenizer):
     tools_json = json.dumps([{"type": "function", "function": {"name": "capital"}}])
     applied = await apply(tokenizer, CONVERSATION, tools_json=tools_json)

@@ -37,6 +37,17 @@ def test_template_adds_its_default_system_prompt_when_none_is_given():
     )
 
 
+def test_add_generation_prompt_false_ends_after_the_last_message():
+    prompt = render(chatml(), [{"role": "user", "content": "Hi"}], add_generation_prompt=False)
+    assert prompt == DEFAULT_SYSTEM + "<|im_start|>user\nHi<|im_end|>\n"
+
+
+def test_add_generation_prompt_and_continue_final_message_cannot_both_be_set():
+    with pytest.raises(TemplateRenderError, match="cannot both"):
+        render(chatml(), [{"role": "assistant", "content": "On"}], add_generation_prompt=True,
+               continue_final_message=True)
+
+
 def test_continue_final_message_leaves_the_last_message_open_without_a_generation_prompt():
     messages = [{"role": "user", "content": "Count"}, {"role": "assistant", "content": "One, two,"}]
     prompt = render(chatml(), messages, continue_final_message=True)

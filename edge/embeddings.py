@@ -1,0 +1,58 @@
+"""POST /v1/embeddings (OpenAI, with Databricks' `instruction`), and the same under Azure OpenAI's routes.
+
+The embeddings service resolves the model and refuses one that is not an embeddings model; this module
+validates the body, asks for the vectors and encodes them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from edge.backends import BACKENDS
+from edge.embeddings_encoding import encode, vectors
+from edge.embeddings_schemas import OpenAIEmbeddingsRequest, embed_request
+from edge.parsing import parse_json_object, validate
+from ingot.embeddings.v1 import embeddings_service_pb2 as pb
+
+routes = web.RouteTableDef()
+
+
+def response_body(reply: pb.EmbedResponse, encoding_format: str) -> dict[str, Any]:
+    """OpenAI's list of embeddings; Azure's adds an id."""
+    data = encode(vectors(reply.embeddings), encoding_format)
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": index, "embedding": value} for index, value in enumerate(data)],
+        "model": reply.model,
+        "usage": {"prompt_tokens": reply.usage.prompt_tokens, "total_tokens": reply.usage.total_tokens},
+    }
+
+
+async def _embeddings(request: web.Request, deployment: str | None = None) -> web.Response:
+    body = parse_json_object(await request.read())
+    if deployment is not None:
+        # Azure OpenAI names the deployment in the path; the openai SDK repeats it (or not) as `model`.
+        body["model"] = deployment
+    embeddings = validate(OpenAIEmbeddingsRequest, body)
+    reply = await request.config_dict[BACKENDS].embed(embed_request(embeddings.model, embeddings))
+    return web.json_response(text=json.dumps(response_body(reply, embeddings.encoding_format or "float")))
+
+
+@routes.post("/v1/embeddings")
+async def create_embeddings(request: web.Request) -> web.Response:
+    return await _embeddings(request)
+
+
+# Azure OpenAI's v1 route, which the stock `openai.OpenAI` client reaches with base_url=.../openai/v1.
+@routes.post("/openai/v1/embeddings")
+async def create_embeddings_openai_v1(request: web.Request) -> web.Response:
+    return await _embeddings(request)
+
+
+# Azure OpenAI's deployment route, which `openai.AzureOpenAI` uses (it also sends ?api-version=).
+@routes.post("/openai/deployments/{deployment}/embeddings")
+async def create_embeddings_for_deployment(request: web.Request) -> web.Response:
+    return await _embeddings(request, request.match_info["deployment"])
