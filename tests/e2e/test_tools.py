@@ -189,3 +189,21 @@ def test_legacy_functions_answer_with_a_function_call(client, stream):
         assert choice.message.tool_calls is None
     assert (name, finish) == ("add", "function_call")
     jsonschema.validate(json.loads(arguments), ADD)
+
+
+def test_the_token_count_of_a_request_with_tools_is_its_prompt_tokens(client, mesh):
+    import httpx
+
+    history = [*user("What is 17 plus 25?"),
+               {"role": "assistant", "content": None, "function_call": {"name": "add", "arguments": '{"a": 17, "b": 25}'}},
+               {"role": "function", "name": "add", "content": "42"}]
+    body = {"model": SMOLLM2_ALIAS, "messages": history, "functions": [tool["function"] for tool in TOOLS],
+            "max_tokens": 3, "temperature": 0}
+    counted = httpx.post(f"{mesh.base_url}/v1/chat/completions/tokenizer/encode/count", json=body, timeout=60)
+    assert counted.status_code == 200, counted.text
+    chat = client.chat.completions.create(**body)
+    assert counted.json() == {"tokenCount": chat.usage.prompt_tokens}
+    # The functions are in the prompt: it counts far more than the three short turns alone.
+    bare = httpx.post(f"{mesh.base_url}/v1/chat/completions/tokenizer/encode/count",
+                      json={"model": SMOLLM2_ALIAS, "messages": user("What is 17 plus 25?")}, timeout=60)
+    assert counted.json()["tokenCount"] > bare.json()["tokenCount"] + 100
