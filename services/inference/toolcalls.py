@@ -63,6 +63,12 @@ def _parameters(function: pb.FunctionDefinition, index: int) -> Any:
     if not isinstance(parameters, (dict, bool)):
         raise InvalidArgument(f"The parameters of function '{function.name}' must be a JSON Schema object.",
                               param=f"tools.functions[{index}].parameters_json")
+    # Arguments are an object whatever else the schema says (OpenAI's arguments are one); a sibling
+    # keyword intersects with anyOf, allOf and $ref.
+    if parameters is True:
+        return {"type": "object"}
+    if isinstance(parameters, dict) and "type" not in parameters:
+        return {**parameters, "type": "object"}
     return parameters
 
 
@@ -96,6 +102,7 @@ def grammar(tools: pb.Tools, answer_schema: Any | None = None) -> str:
     functions = list(tools.functions)
     if choice == pb.TOOL_CHOICE_FUNCTION:
         functions = [f for f in functions if f.name == tools.function_name]
+    # Any text that does not hold the marker: prose can neither fake a call nor leak a marker.
     no_marker = f"/(?s:.*)/ & ~/(?s:.*){_regex_escape(_MARKER)}(?s:.*)/"
     rules = [
         f"CALL_OPEN: {_literal(toolformat.CALL_OPEN)}",
@@ -110,8 +117,7 @@ def grammar(tools: pb.Tools, answer_schema: Any | None = None) -> str:
         rules.append(f"answer: %json {json.dumps(with_json_layout(answer_schema))}")
         text = "answer"
     else:
-        # Text that never holds the marker: prose can neither fake a call nor leak a marker.
-        rules.append(f"TEXT: /(?s:.+)/ & ~/(?s:.*){_regex_escape(_MARKER)}(?s:.*)/")
+        rules.append(f"TEXT: /(?s:.+)/ & {no_marker}")
         text = "TEXT"
     if choice == pb.TOOL_CHOICE_NONE:
         start = text

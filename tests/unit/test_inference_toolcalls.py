@@ -130,3 +130,14 @@ def test_only_a_json_schema_constraint_combines_with_tools():
     assert caught.value.param == "constraint"
     kind, grammar = toolcalls.guidance(pb.GenerateRequest(tools=tools("a")), ("json_schema", '{"type": "object"}'))
     assert kind == "lark_grammar" and "answer: %json" in grammar
+
+
+@pytest.mark.parametrize("parameters, expected", [
+    ("", {"type": "object", "properties": {}, "additionalProperties": False}),
+    ("true", {"type": "object"}),
+    ('{"properties": {"a": {"type": "integer"}}}', {"type": "object", "properties": {"a": {"type": "integer"}}}),
+    ('{"type": "object", "required": []}', {"type": "object", "required": []}),
+])
+def test_arguments_are_always_an_object(parameters, expected):
+    schema = toolcalls.call_schema([pb.FunctionDefinition(name="f", parameters_json=parameters)])
+    assert schema["$defs"]["function_0"] == expected
