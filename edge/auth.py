@@ -140,7 +140,11 @@ class Authenticator:
     def from_settings(cls, settings: EdgeSettings) -> Authenticator:
         verifier = None
         if settings.jwt_issuer or settings.jwt_audience or settings.jwks:
-            verifier = TokenVerifier(settings.jwt_issuer, settings.jwt_audience, settings.jwks)
+            try:
+                verifier = TokenVerifier(settings.jwt_issuer, settings.jwt_audience, settings.jwks)
+            except (ValueError, OSError, jwt.PyJWTError) as exc:
+                # A misconfigured issuer must stop the edge, never leave it open or refusing everyone.
+                raise SystemExit(f"invalid settings: {exc}") from None
         return cls(KeyRing(settings.api_keys, settings.api_key_file), verifier)
 
     @property
