@@ -4,6 +4,8 @@ and a content filter, called with the real `azure-ai-inference` and `openai` SDK
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import time
 
 import httpx
@@ -71,7 +73,8 @@ def base(setup) -> str:
 
 @pytest.fixture(scope="module")
 def http(setup) -> httpx.Client:
-    with httpx.Client(base_url=setup["mesh"].base_url, verify=setup["cert"], timeout=120) as client:
+    with httpx.Client(base_url=setup["mesh"].base_url, verify=ssl.create_default_context(cafile=setup["cert"]),
+                      timeout=120) as client:
         yield client
 
 
@@ -188,7 +191,7 @@ def test_unknown_deployment_and_api_version(azure_chat, http):
 
 def test_azure_openai_deployment_routes(setup):
     client = openai.AzureOpenAI(azure_endpoint=setup["mesh"].base_url, api_key=KEY, api_version="2024-10-21",
-                                http_client=httpx.Client(verify=setup["cert"]), max_retries=0)
+                                http_client=httpx.Client(verify=ssl.create_default_context(cafile=setup["cert"])), max_retries=0)
     answer = client.chat.completions.create(model="smol-plain", messages=[{"role": "user", "content": "Hi"}])
     assert answer.choices[0].message.content and answer.usage.completion_tokens <= 8
     chunks = list(client.chat.completions.create(model="smol-plain", stream=True,
@@ -202,7 +205,7 @@ def test_azure_openai_deployment_routes(setup):
 
 def test_openai_client_on_the_v1_routes(setup):
     client = openai.OpenAI(base_url=f"{setup['mesh'].base_url}/openai/v1", api_key=KEY,
-                           http_client=httpx.Client(verify=setup["cert"]), max_retries=0)
+                           http_client=httpx.Client(verify=ssl.create_default_context(cafile=setup["cert"])), max_retries=0)
     answer = client.chat.completions.create(model="smol-plain", messages=[{"role": "user", "content": "Hi"}])
     assert answer.choices[0].message.content
     assert any(model.id == SMOLLM2_ALIAS for model in client.models.list())
@@ -246,7 +249,6 @@ def test_the_key_file_is_reloaded_without_a_restart(setup, http):
     key_file.write_text(f"# one key a line\n{FILE_KEY}\n")
     stat = key_file.stat()
     # A second's mtime granularity must not hide the change.
-    import os
     os.utime(key_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
     assert http.get("/v1/models", headers=headers).status_code == 200
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import jwt
 import pytest
 
@@ -15,7 +17,6 @@ def test_keys_come_from_the_setting_and_a_file_that_is_reread(tmp_path):
     ring = KeyRing("a, b", path)
     assert ring.accepts("a") and ring.accepts("file-key") and not ring.accepts("c") and not ring.accepts("")
     path.write_text("new-key\n")
-    import os
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 2_000_000_000))
     assert ring.accepts("new-key") and not ring.accepts("file-key")
 
