@@ -7,7 +7,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, tokens
+from edge.auth import AUTHENTICATOR, Authenticator, auth_middleware
 from edge.azure import app as azure
+from edge.azure import openai as azure_openai
+from edge.contentsafety import CONTENT_FILTER, TermListFilter
+from edge.deployments import RATE_LIMITS, RateLimits
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
 from edge.settings import EdgeSettings
@@ -26,8 +30,12 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: EdgeSettings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    # Auth inside the error middleware, so a 401 is rendered in the shape of the route asked for.
+    app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[SETTINGS] = settings
+    app[AUTHENTICATOR] = Authenticator.from_settings(settings)
+    app[CONTENT_FILTER] = TermListFilter.from_file(settings.content_safety_terms)
+    app[RATE_LIMITS] = RateLimits()
     app.cleanup_ctx.append(_backends)
     app.add_routes(chat.routes)
     app.add_routes(embeddings.routes)
@@ -38,5 +46,6 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app.add_routes(loading.routes)
     app.add_routes(foundry.routes)
     app.add_routes(downloads.routes)
+    app.add_routes(azure_openai.routes)
     azure.mount(app)
     return app

@@ -74,12 +74,16 @@ class Backends:
         self.embeddings = embeddings_grpc.EmbeddingsServiceStub(embeddings.channel) if embeddings else None
         # The deadline of a unary call, for routes that call the stubs themselves.
         self.call_timeout = settings.call_timeout
-        self._resolved: dict[str, tuple[float, registry_pb2.ModelInfo]] = {}
+        self._resolved: dict[str, tuple[float, registry_pb2.ResolveModelResponse]] = {}
 
     async def close(self) -> None:
         await asyncio.gather(*(service.channel.close() for service in self.services.values()))
 
     async def resolve_model(self, name: str) -> registry_pb2.ModelInfo:
+        return (await self.resolve(name)).model
+
+    async def resolve(self, name: str) -> registry_pb2.ResolveModelResponse:
+        """The model `name` means and, where it names a deployment, the deployment's settings."""
         now = time.monotonic()
         cached = self._resolved.get(name)
         if cached is not None and cached[0] > now:
@@ -94,8 +98,8 @@ class Backends:
             raise
         if len(self._resolved) >= RESOLVE_CACHE_LIMIT:
             self._resolved.clear()
-        self._resolved[name] = (now + RESOLVE_TTL, reply.model)
-        return reply.model
+        self._resolved[name] = (now + RESOLVE_TTL, reply)
+        return reply
 
     async def list_models(self) -> Sequence[registry_pb2.ModelInfo]:
         with translated("registry"):

@@ -12,10 +12,11 @@ from aiohttp import web
 
 from edge import convert, toolcalls
 from edge.backends import BACKENDS
+from edge.deployments import policy
 from edge.generation import Choices, Tagged, chat_model, event_stream, generate, opening
 from edge.parsing import parse_chat_request
-from edge.schemas import (AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs,
-                          ChunkChoice, Delta)
+from edge.schemas import (AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
+                          ChoiceLogprobs, ChunkChoice, Delta)
 from edge.sse import EventStream
 from ingot.common.errors import InvalidArgument
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
@@ -88,9 +89,16 @@ class Completion:
 
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    chat = parse_chat_request(await request.read())
+    return await run_chat(request, parse_chat_request(await request.read()))
+
+
+async def run_chat(request: web.Request, chat: ChatCompletionRequest) -> web.StreamResponse:
+    """Answers a parsed chat request; the OpenAI, Azure and Azure OpenAI routes all end here."""
     backends = request.config_dict[BACKENDS]
+    deployment = await policy(request, chat.model)
+    chat = deployment.with_defaults(chat)
     model = await chat_model(backends, chat.model, "chat completions")
+    deployment.check_prompt([m.text() or "" for m in chat.messages], param="messages")
     structured = toolcalls.structured(chat)
     prompt = await backends.apply_chat_template(model.id, toolcalls.chat_messages(chat.messages),
                                                 tools_json=structured.tools_json)
@@ -106,6 +114,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                             include_usage=chat.include_usage, logprobs=bool(chat.logprobs), structured=structured)
 
     async def answer(messages: AsyncIterator[Tagged]) -> web.StreamResponse:
+        messages = deployment.watch(messages, chat.choices)
         try:
             if chat.stream:
                 messages = await opening(messages, 1)

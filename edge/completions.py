@@ -20,6 +20,7 @@ from aiohttp import web
 
 from edge import convert
 from edge.backends import BACKENDS, Backends
+from edge.deployments import policy
 from edge.generation import Choices, ChoiceState, Tagged, chat_model, event_stream, generate, opening
 from edge.parsing import parse_completion_request
 from edge.schemas import CompletionChoice, CompletionLogprobs, CompletionRequest, TextCompletion
@@ -180,8 +181,15 @@ class Answer:
 
 @routes.post("/v1/completions")
 async def completions(request: web.Request) -> web.StreamResponse:
-    body = parse_completion_request(await request.read())
+    return await run_completions(request, parse_completion_request(await request.read()))
+
+
+async def run_completions(request: web.Request, body: CompletionRequest) -> web.StreamResponse:
+    """Answers a parsed completions request; the OpenAI, Azure and Azure OpenAI routes all end here."""
     backends = request.config_dict[BACKENDS]
+    deployment = await policy(request, body.model)
+    body = deployment.with_defaults(body)
+    deployment.check_prompt([p for p in body.prompt if isinstance(p, str)], param="prompt")
     with _about_the_prompt():
         model = await chat_model(backends, body.model, "completions")
         fim = await fim_markers(backends, model) if body.suffix else None
@@ -196,6 +204,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
                         choices=Choices([len(prompt.token_ids) for prompt in prompts], body.choices))
 
         async def reply(messages: AsyncIterator[Tagged]) -> web.StreamResponse:
+            messages = deployment.watch(messages, len(calls) * body.choices)
             if body.stream:
                 messages = await opening(messages, len(calls))
                 return await event_stream(request, f"completions stream {answer.id}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
@@ -24,10 +25,20 @@ def _announcer(settings: EdgeSettings) -> Callable[[str], None]:
     return announce
 
 
+def ssl_context(settings: EdgeSettings) -> ssl.SSLContext | None:
+    if settings.tls_cert is None and settings.tls_key is None:
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise SystemExit("invalid settings: --tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load(EdgeSettings, argv, prog="ingot edge",
                     description="The HTTP edge: OpenAI's API in front of the ingot gRPC services.")
     configure("edge", settings.log_level)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, handler_cancellation=True,
-                print=_announcer(settings))
+                ssl_context=ssl_context(settings), print=_announcer(settings))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -19,3 +20,15 @@ class EdgeSettings(SettingsBase):
     embeddings_address: str = Field("", description="gRPC target of the embeddings service; empty: not deployed")
     call_timeout: float = Field(10.0, gt=0, description="deadline in seconds of each unary gRPC call")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field("info", description="log level")
+    # Auth: with none of these set, every route is open (a local server); with any, all but /health need it.
+    api_keys: str = Field("", description="API keys accepted (api-key header or Authorization: Bearer), "
+                                          "comma-separated")
+    api_key_file: Path | None = Field(None, description="file of API keys, one a line; re-read when it changes")
+    jwt_issuer: str = Field("", description="issuer (iss) a keyless bearer token must carry")
+    jwt_audience: str = Field("", description="audience (aud) a keyless bearer token must carry")
+    jwks: str = Field("", description="the token issuer's key set (JWKS): a file path or an https URL")
+    # azure-core sends bearer tokens over https only.
+    tls_cert: Path | None = Field(None, description="PEM certificate chain; with --tls-key, serve HTTPS")
+    tls_key: Path | None = Field(None, description="PEM private key of --tls-cert")
+    content_safety_terms: Path | None = Field(None, description="content filter term lists (YAML or JSON); "
+                                              "default: the lists shipped with ingot")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import signal
 import sys
@@ -40,12 +41,24 @@ class LauncherSettings(SettingsBase):
     startup_timeout: float = Field(120.0, gt=0, description="seconds a service may take to answer SERVING")
     stop_grace: float = Field(10.0, ge=0, description="seconds a service gets to stop before it is killed")
     log_level: str = Field("info", description="logging level, passed to every service")
+    deployments: Path | None = Field(None, description="deployments file (YAML or JSON), handed to the registry")
+    # The public side's auth and TLS, handed to the edge (see `ingot edge --help`).
+    api_keys: str = Field("", description="API keys the edge accepts, comma-separated (passed in its environment)")
+    api_key_file: Path | None = Field(None, description="file of API keys, one a line, re-read when it changes")
+    jwt_issuer: str = Field("", description="issuer a keyless bearer token must carry")
+    jwt_audience: str = Field("", description="audience a keyless bearer token must carry")
+    jwks: str = Field("", description="the token issuer's key set: a file path or an https URL")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain; with --tls-key the edge serves HTTPS")
+    tls_key: Path | None = Field(None, description="PEM private key of --tls-cert")
+    content_safety_terms: Path | None = Field(None, description="content filter term lists for the edge")
 
 
 @dataclass
 class Child:
     name: str
     argv: list[str]
+    # Added to the inherited environment; secrets go here rather than on a command line others can read.
+    env: dict[str, str] = field(default_factory=dict)
     # Where it listens once it said so; restarts reuse it.
     address: str | None = None
     process: asyncio.subprocess.Process | None = None
@@ -71,7 +84,8 @@ async def _relay(child: Child, stream: asyncio.StreamReader) -> None:
 
 async def _spawn(child: Child) -> None:
     child.listening.clear()
-    child.process = await asyncio.create_subprocess_exec(*child.command(), stdout=asyncio.subprocess.PIPE)
+    child.process = await asyncio.create_subprocess_exec(*child.command(), stdout=asyncio.subprocess.PIPE,
+                                                         env={**os.environ, **child.env} if child.env else None)
     child.started_at = time.monotonic()
     assert child.process.stdout is not None
     asyncio.create_task(_relay(child, child.process.stdout))
@@ -124,13 +138,19 @@ async def _stop(child: Child, grace: float) -> None:
         await process.wait()
 
 
+def _optional(**values: object) -> list[str]:
+    """Flags for the settings that are set; an unset one leaves the child its own default."""
+    return [item for name, value in values.items() if value for item in (settings.flag_name(name), str(value))]
+
+
 class Launcher:
     def __init__(self, config: LauncherSettings) -> None:
         self.config = config
         self.stopping = asyncio.Event()
         common = ["--log-level", config.log_level]
         self.registry = Child("registry", ["--listen", config.registry_listen, "--home", str(config.home),
-                                           "--catalog-url", config.catalog_url, *common])
+                                           "--catalog-url", config.catalog_url, *common,
+                                           *_optional(deployments=config.deployments)])
         self.tokenizer = Child("tokenizer", ["--listen", config.tokenizer_listen, *common])
         self.inference = Child("inference", ["--listen", config.inference_listen, *common])
         self.embeddings = Child("embeddings", ["--listen", config.embeddings_listen, *common])
@@ -154,7 +174,12 @@ class Launcher:
             "--host", c.host, "--port", str(c.port), "--log-level", c.log_level,
             "--registry-address", self.registry.address, "--tokenizer-address", self.tokenizer.address,
             "--inference-address", self.inference.address, "--embeddings-address", self.embeddings.address,
+            *_optional(api_key_file=c.api_key_file, jwt_issuer=c.jwt_issuer, jwt_audience=c.jwt_audience,
+                       jwks=c.jwks, tls_cert=c.tls_cert, tls_key=c.tls_key,
+                       content_safety_terms=c.content_safety_terms),
         ]
+        if c.api_keys:
+            self.edge.env["INGOT_API_KEYS"] = c.api_keys
         await self._start(self.edge)
         print(f"ingot ready on {self.edge.address}", flush=True)
 

@@ -14,16 +14,18 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResource
 
-from edge.azure import embeddings, info
+from edge.azure import chat, embeddings, info
 from edge.azure.errors import azure_body
 from edge.errors import ERROR_BODY
 from ingot.common.errors import InvalidArgument
 
 # Each Azure API area's routes, written without the /models prefix; chat and completions go here too.
-ROUTE_TABLES: list[web.RouteTableDef] = [embeddings.routes, info.routes]
+ROUTE_TABLES: list[web.RouteTableDef] = [chat.routes, embeddings.routes, info.routes]
 # https://<resource>.services.ai.azure.com/models/... is the same API under a prefix.
 PREFIXES = ("", "/models")
 API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
+# The versions the azure-ai-inference SDK sends: its default preview and the GA version.
+API_VERSIONS = ("2024-05-01-preview", "2025-04-01")
 
 
 @web.middleware
@@ -37,6 +39,9 @@ async def require_api_version(request: web.Request, handler: Callable[..., Any])
         if not API_VERSION.fullmatch(version):
             raise InvalidArgument(f"Invalid value for 'api-version': '{version}' is not of the form YYYY-MM-DD or "
                                   "YYYY-MM-DD-preview.", param="api-version")
+        if version not in API_VERSIONS:
+            raise InvalidArgument(f"Unsupported api-version '{version}'; this server supports "
+                                  f"{', '.join(API_VERSIONS)}.", param="api-version", code="unsupported_api_version")
     return await handler(request)
 
 

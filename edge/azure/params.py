@@ -17,7 +17,7 @@ def extra_parameters(request: web.Request, body: dict[str, Any], *, spec: Collec
                      model_extras: Collection[str]) -> dict[str, Any]:
     """The body after Azure's `extra-parameters` header has had its say about fields outside the spec.
 
-    `error` (the default): any such field is a 400. `drop`: they are removed. `pass-through`: the ones the
+    `error` (the default): any such field is a 422 naming it, as Azure answers. `drop`: they are removed. `pass-through`: the ones the
     model understands (`model_extras`) reach it, and any other is a 422, since the model cannot use it.
     """
     mode = request.headers.get("extra-parameters", "error").strip().lower()
@@ -28,9 +28,11 @@ def extra_parameters(request: web.Request, body: dict[str, Any], *, spec: Collec
     if not extra or mode == "drop":
         return {key: value for key, value in body.items() if key in spec}
     if mode == "error":
-        raise InvalidArgument(f"Extra parameters {extra} are not allowed when extra-parameters is not set or set "
-                              "to 'error'; set it to 'drop' to ignore them or to 'pass-through' to hand them to "
-                              "the model.", param=extra[0], code="extra_parameters_not_allowed")
+        raise Unprocessable(f"Extra parameters {extra} are not allowed when extra-parameters is not set or set "
+                            "to 'error'; set it to 'drop' to ignore them or to 'pass-through' to hand them to "
+                            "the model.", param=extra[0], value=body[extra[0]], code="extra_parameters_not_allowed",
+                            message=f"Extra parameters {extra} are not allowed when extra-parameters is not set "
+                                    "or set to 'error'.")
     for key in extra:
         if key not in model_extras:
             raise Unprocessable(f"The model does not accept the parameter '{key}'.", param=key, value=body[key])

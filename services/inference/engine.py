@@ -75,7 +75,9 @@ def asyncio_emitter(loop: asyncio.AbstractEventLoop, sink: asyncio.Queue[Event])
 
 class Engine:
     def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int, max_batch: int = 8,
-                 batch_window: float = 0.0, default_ttl: int = 0, memory_budget_bytes: int = 0) -> None:
+                 batch_window: float = 0.0, default_ttl: int = 0, memory_budget_bytes: int = 0,
+                 intra_op_threads: int = 0) -> None:
+        self._intra_op_threads = intra_op_threads
         self._max_active = max_active
         self._max_batch = max_batch
         self._batch_window = batch_window
@@ -232,7 +234,7 @@ class Engine:
             self._models.pop(victim.id)
         started = time.perf_counter()
         model = models.load(info, execution_provider=execution_provider, device_id=self.device_id,
-                            ttl_seconds=self._default_ttl)
+                            ttl_seconds=self._default_ttl, intra_op_threads=self._intra_op_threads)
         self._models[info.id] = model
         log.info("loaded %s from %s on %s in %.2f s", info.id, info.path, model.execution_provider,
                  time.perf_counter() - started)

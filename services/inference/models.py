@@ -85,7 +85,7 @@ def _configured_provider(genai: dict) -> str:
 
 
 def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id: int = 0,
-         ttl_seconds: int = 0) -> LoadedModel:
+         ttl_seconds: int = 0, intra_op_threads: int = 0) -> LoadedModel:
     """Loads the model folder the registry named. Runs on the engine thread (og.Model holds the GIL)."""
     check_provider(execution_provider)
     path = Path(info.path)
@@ -95,6 +95,8 @@ def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id
     genai = json.loads(config_file.read_text())
     vocab_size = int(genai["model"]["vocab_size"])
     config = og.Config(str(path))
+    if intra_op_threads:
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": intra_op_threads}}}}))
     if execution_provider:
         config.clear_providers()
         if execution_provider != "cpu":

@@ -27,7 +27,8 @@ def build(server, config: InferenceSettings):
                     prefill_chunk=config.prefill_chunk_tokens, max_batch=config.max_batch_size,
                     batch_window=config.batch_window_ms / 1000,
                     default_ttl=config.default_ttl_seconds,
-                    memory_budget_bytes=config.memory_budget_mb * 2**20)
+                    memory_budget_bytes=config.memory_budget_mb * 2**20,
+                    intra_op_threads=config.intra_op_threads)
     engine.start()
     registry_channel = insecure_channel(config.registry_address)
     directory = ModelDirectory(registry_grpc.RegistryServiceStub(registry_channel))

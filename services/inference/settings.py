@@ -15,4 +15,5 @@ class InferenceSettings(SettingsBase):
     prefill_chunk_tokens: int = Field(256, ge=16, description="prompt tokens prefilled per engine step, so a long prompt never stalls other streams for long")
     default_ttl_seconds: int = Field(600, ge=0, description="idle seconds before a loaded model unloads (Foundry Local's default TTL); 0 keeps models loaded")
     memory_budget_mb: int = Field(0, ge=0, description="model files that may be loaded at once, in MB; a load beyond it unloads the least recently used idle model first (0: no budget)")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per model step; 0 keeps onnxruntime's choice, one per physical core")
     log_level: str = Field("info", description="logging level")

@@ -9,6 +9,7 @@ from ingot.common.grpcserver import run_service
 from ingot.registry.v1 import registry_service_pb2 as pb
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from services.registry.catalog import RemoteCatalog
+from services.registry.deployments import Deployments
 from services.registry.downloads import Downloader
 from services.registry.fetch import FetchOptions
 from services.registry.servicer import RegistryServicer
@@ -24,7 +25,8 @@ def create_servicer(config: RegistrySettings) -> RegistryServicer:
     downloader = Downloader(catalog_url=config.catalog_url, concurrency=config.download_concurrency,
                             options=options)
     providers = [p.strip().lower() for p in config.execution_providers.split(",") if p.strip()]
-    return RegistryServicer(config.models_root, remote=remote, downloader=downloader, providers=providers)
+    return RegistryServicer(config.models_root, remote=remote, downloader=downloader, providers=providers,
+                            deployments=Deployments(config.deployments))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from ingot.registry.v1 import registry_service_pb2 as pb
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from services.registry import catalog
 from services.registry.cache import CachedModel, resolve, scan
+from services.registry.deployments import Deployments
 from services.registry.downloads import Downloader, Finished, Progress
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,12 @@ def catalog_entry(entry: catalog.Entry, cached: bool) -> pb.CatalogEntry:
 
 class RegistryServicer(pb_grpc.RegistryServiceServicer):
     def __init__(self, models_root: Path, *, remote: catalog.RemoteCatalog | None = None,
-                 downloader: Downloader | None = None, providers: Sequence[str] = ("cpu",)) -> None:
+                 downloader: Downloader | None = None, providers: Sequence[str] = ("cpu",), deployments: Deployments | None = None) -> None:
         self.models_root = models_root
         self.remote = remote
         self.downloader = downloader
         self.providers = tuple(providers)
+        self.deployments = deployments or Deployments(None)
 
     async def _scan(self) -> list[CachedModel]:
         # The cache may sit on a shared volume: its stat calls stay off the event loop.
@@ -89,11 +91,24 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
                            context: grpc.aio.ServicerContext) -> pb.ResolveModelResponse:
         if not request.name:
             raise InvalidArgument("A model name is required.", param="model")
-        model = resolve(await self._scan(), request.name, self.providers)
+        deployment = self.deployments.find(request.name)
+        target = deployment.model if deployment is not None else request.name
+        model = resolve(await self._scan(), target, self.providers)
+        if model is None and deployment is not None:
+            raise NotFound(f"The deployment '{deployment.name}' is bound to the model '{deployment.model}', which "
+                           "does not exist or is not in the local cache.", param="model", code="model_not_found")
         if model is None:
             raise NotFound(f"The model '{request.name}' does not exist or is not in the local cache.",
                            param="model", code="model_not_found")
-        return pb.ResolveModelResponse(model=model_info(model))
+        reply = pb.ResolveModelResponse(model=model_info(model))
+        if deployment is not None:
+            reply.deployment.CopyFrom(deployment.proto())
+        return reply
+
+    async def ListDeployments(self, request: pb.ListDeploymentsRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ListDeploymentsResponse:
+        specs = await asyncio.to_thread(self.deployments.all)
+        return pb.ListDeploymentsResponse(deployments=[spec.proto() for spec in specs])
 
     async def _cached_entries(self, models: Sequence[CachedModel]) -> list[catalog.Entry]:
         def read() -> list[catalog.Entry]:

@@ -22,6 +22,8 @@ class RegistrySettings(SettingsBase):
                                        description="reads buffered per file between the network and the disk")
     download_retries: int = Field(5, ge=0, le=100,
                                   description="times a dropped or failed file request is resumed before giving up")
+    deployments: Path | None = Field(None, description="deployments file (YAML or JSON): names bound to a model "
+                                     "and settings; re-read when it changes")
     download_read_timeout: float = Field(60.0, gt=0, description="seconds without a byte before a request is retried")
 
     @property

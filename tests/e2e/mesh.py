@@ -26,8 +26,10 @@ def free_port() -> int:
 @dataclass
 class Mesh:
     home: Path
-    # More `ingot serve` flags (e.g. --catalog-url).
+    # More `ingot serve` flags (e.g. --catalog-url); with --tls-cert the base URL is https.
     args: list[str] = field(default_factory=list)
+    # More environment for `ingot serve` (e.g. INGOT_API_KEYS).
+    env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     addresses: dict[str, str] = field(default_factory=dict)
@@ -37,10 +39,11 @@ class Mesh:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "--tls-cert" in self.args else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> Mesh:
-        env = {**os.environ, "INGOT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "INGOT_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingot.cli", "serve", "--port", str(self.port),
              "--registry-listen", "127.0.0.1:0", "--tokenizer-listen", "127.0.0.1:0",

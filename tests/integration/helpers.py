@@ -15,14 +15,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ingot.common.grpcserver import ServiceHost
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from services.registry.server import SERVICE_NAME
+from services.registry.deployments import Deployments
 from services.registry.servicer import RegistryServicer
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def serve_registry(models_root: Path):
+async def serve_registry(models_root: Path, deployments: Path | None = None):
     host = ServiceHost("registry", [SERVICE_NAME])
-    pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(models_root), host.server)
+    pb_grpc.add_RegistryServiceServicer_to_server(
+        RegistryServicer(models_root, deployments=Deployments(deployments)), host.server)
     address = await host.start("127.0.0.1:0")
     await host.set_serving(True)
     return host, address

@@ -141,3 +141,29 @@ async def test_ingot_registry_runs_as_a_process_that_prints_its_address_and_answ
         assert info.task == common_pb2.MODEL_TASK_EMBEDDINGS
     finally:
         assert stop_process(process) == 0
+
+
+async def test_a_deployment_resolves_to_its_model_with_its_settings_and_is_listed(home):
+    path = home / "deployments.yaml"
+    path.write_text("deployments:\n"
+                    "  - {name: smol-safe, model: smollm2-135m-instruct, content_safety: true,\n"
+                    "     parameters: {temperature: 0}, requests_per_minute: 5}\n"
+                    "  - {name: ghost, model: no-such-model}\n")
+    host, address = await serve_registry(home / "models", path)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.RegistryServiceStub(channel)
+            reply = await stub.ResolveModel(pb.ResolveModelRequest(name="SMOL-SAFE"), timeout=10)
+            assert reply.model.id == "SmolLM2-135M-Instruct-generic-cpu:2"
+            assert reply.deployment.name == "smol-safe" and reply.deployment.content_safety
+            assert reply.deployment.requests_per_minute == 5
+            plain = await stub.ResolveModel(pb.ResolveModelRequest(name=SMOLLM2_ALIAS), timeout=10)
+            assert not plain.HasField("deployment")
+            with pytest.raises(grpc.RpcError) as caught:
+                await stub.ResolveModel(pb.ResolveModelRequest(name="ghost"), timeout=10)
+            error = error_from_rpc(caught.value, service="registry")
+            assert isinstance(error, NotFound) and "no-such-model" in error.message
+            listed = await stub.ListDeployments(pb.ListDeploymentsRequest(), timeout=10)
+            assert [d.name for d in listed.deployments] == ["smol-safe", "ghost"]
+    finally:
+        await host.stop(0)

@@ -44,10 +44,11 @@ def test_only_parameter_not_supported_refusals_become_422s():
     assert isinstance(converted, Unprocessable) and converted.detail["input"] == 7
 
 
-def test_extra_parameters_default_to_an_error_naming_the_first():
-    with pytest.raises(InvalidArgument) as caught:
+def test_extra_parameters_default_to_a_422_naming_the_first():
+    with pytest.raises(Unprocessable) as caught:
         extra_parameters(request(), {"input": "x", "truncate": True}, spec=SPEC, model_extras=EXTRAS)
-    assert caught.value.param == "truncate" and caught.value.http_status == 400
+    assert caught.value.param == "truncate" and caught.value.http_status == 422
+    assert caught.value.detail["loc"] == ["body", "truncate"] and caught.value.code == "extra_parameters_not_allowed"
 
 
 def test_drop_removes_extras_and_pass_through_keeps_what_the_model_understands():

@@ -1,0 +1,38 @@
+"""The one check of what a deployed model can do with a request's parameters, before the request runs.
+
+A parameter the API defines but this model cannot act on is a 422 naming it (Azure's
+`parameter_not_supported`, with `detail.loc`): `tools` on a model whose chat template has no tool format,
+or a parameter of the API this server does not implement for any model (`response_format`, say, until it
+does). The schema the route validates with says what is implemented; the registry says what the model does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from edge.azure.errors import Unprocessable
+from ingot.registry.v1 import registry_service_pb2 as registry_pb2
+
+# Parameters that need something of the model, and how to tell whether it has it.
+NEEDS: Mapping[str, tuple[Callable[[registry_pb2.ModelInfo], bool], str]] = {
+    "tools": (lambda model: model.supports_tool_calling, "has no tool-calling format in its chat template"),
+    "tool_choice": (lambda model: model.supports_tool_calling, "has no tool-calling format in its chat template"),
+    "parallel_tool_calls": (lambda model: model.supports_tool_calling,
+                            "has no tool-calling format in its chat template"),
+}
+
+
+def refuse_unsupported(model: registry_pb2.ModelInfo, body: Mapping[str, Any], schema: type[BaseModel]) -> None:
+    for name, value in body.items():
+        if value is None:
+            continue
+        need = NEEDS.get(name)
+        if need is not None and not need[0](model):
+            raise Unprocessable(f"The model '{model.id}' {need[1]}, so it cannot take '{name}'.", param=name,
+                                value=value)
+        if name not in schema.model_fields:
+            raise Unprocessable(f"The parameter '{name}' is not supported for the model '{model.id}' by this "
+                                "server.", param=name, value=value)
