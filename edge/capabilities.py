@@ -1,9 +1,11 @@
 """The one check of what a deployed model can do with a request's parameters, before the request runs.
 
 A parameter the API defines but this model cannot act on is a 422 naming it (Azure's
-`parameter_not_supported`, with `detail.loc`): `tools` on a model whose chat template has no tool format,
-or a parameter of the API this server does not implement for any model (`response_format`, say, until it
-does). The schema the route validates with says what is implemented; the registry says what the model does.
+`parameter_not_supported`, with `detail.loc`), and so is a parameter of the API this server does not
+implement for any model. The schema the route validates with says what is implemented; the registry says
+what the model does. `tools` needs nothing of the model: the call format is enforced by a grammar, and a
+chat template without a tools section gets ingot's own (services/tokenizer/tools.py), so every chat model
+calls tools, whatever its manifest's SupportsToolCalling says.
 """
 
 from __future__ import annotations
@@ -16,13 +18,8 @@ from pydantic import BaseModel
 from edge.azure.errors import Unprocessable
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
-# Parameters that need something of the model, and how to tell whether it has it.
-NEEDS: Mapping[str, tuple[Callable[[registry_pb2.ModelInfo], bool], str]] = {
-    "tools": (lambda model: model.supports_tool_calling, "has no tool-calling format in its chat template"),
-    "tool_choice": (lambda model: model.supports_tool_calling, "has no tool-calling format in its chat template"),
-    "parallel_tool_calls": (lambda model: model.supports_tool_calling,
-                            "has no tool-calling format in its chat template"),
-}
+# Parameters that need something of the model, and how to tell whether it has it. None do today.
+NEEDS: Mapping[str, tuple[Callable[[registry_pb2.ModelInfo], bool], str]] = {}
 
 
 def refuse_unsupported(model: registry_pb2.ModelInfo, body: Mapping[str, Any], schema: type[BaseModel]) -> None:

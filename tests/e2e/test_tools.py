@@ -207,3 +207,27 @@ def test_the_token_count_of_a_request_with_tools_is_its_prompt_tokens(client, me
     bare = httpx.post(f"{mesh.base_url}/v1/chat/completions/tokenizer/encode/count",
                       json={"model": SMOLLM2_ALIAS, "messages": user("What is 17 plus 25?")}, timeout=60)
     assert counted.json()["tokenCount"] > bare.json()["tokenCount"] + 100
+
+
+def test_the_azure_sdk_calls_tools_and_gets_json_on_a_model_without_a_tools_template(mesh):
+    from azure.ai.inference import ChatCompletionsClient
+    from azure.ai.inference.models import (ChatCompletionsNamedToolChoice, ChatCompletionsNamedToolChoiceFunction,
+                                           ChatCompletionsToolDefinition, FunctionDefinition,
+                                           JsonSchemaFormat, UserMessage)
+    from azure.core.credentials import AzureKeyCredential
+
+    client = ChatCompletionsClient(endpoint=f"{mesh.base_url}/models", credential=AzureKeyCredential("unused"),
+                                   model=SMOLLM2_ALIAS, retry_total=0)
+    try:
+        answer = client.complete(
+            messages=[UserMessage(PROMPTS[1])], temperature=0, max_tokens=80,
+            tools=[ChatCompletionsToolDefinition(function=FunctionDefinition(name="add", parameters=ADD))],
+            tool_choice=ChatCompletionsNamedToolChoice(function=ChatCompletionsNamedToolChoiceFunction(name="add")))
+        [call] = answer.choices[0].message.tool_calls
+        assert call.function.name == "add" and answer.choices[0].finish_reason == "tool_calls"
+        jsonschema.validate(json.loads(call.function.arguments), ADD)
+        structured = client.complete(messages=[UserMessage(BOOKING)], temperature=0, max_tokens=200,
+                                     response_format=JsonSchemaFormat(name="booking", schema=BOOK))
+        jsonschema.validate(json.loads(structured.choices[0].message.content), BOOK)
+    finally:
+        client.close()
