@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, tokens
+from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, observability, tokens
 from edge.azure import app as azure
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
+from edge.limits import concurrency_middleware
 from edge.settings import EdgeSettings
 
 SETTINGS = web.AppKey("settings", EdgeSettings)
@@ -26,8 +27,17 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: EdgeSettings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    # Outermost first: the trace span, the request id, the metrics (which see the rendered status), the
+    # error rendering, then the limits (whose refusals the error middleware renders).
+    app = web.Application(
+        middlewares=[observability.tracing_middleware(), observability.request_id_middleware,
+                     observability.metrics_middleware, error_middleware,
+                     concurrency_middleware(settings.max_concurrent_requests, settings.max_concurrent_per_key)],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
+    app.on_response_prepare.append(observability.stamp_request_id)
+    app.add_routes(observability.routes)
     app.cleanup_ctx.append(_backends)
     app.add_routes(chat.routes)
     app.add_routes(embeddings.routes)
