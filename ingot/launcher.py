@@ -40,6 +40,8 @@ class LauncherSettings(SettingsBase):
     startup_timeout: float = Field(120.0, gt=0, description="seconds a service may take to answer SERVING")
     stop_grace: float = Field(10.0, ge=0, description="seconds a service gets to stop before it is killed")
     log_level: str = Field("info", description="logging level, passed to every service")
+    metrics_port: int = Field(0, ge=0, le=65535, description="the registry's Prometheus port; the tokenizer, "
+                              "inference and embeddings services take the next three; 0: none")
 
 
 @dataclass
@@ -136,6 +138,9 @@ class Launcher:
         self.embeddings = Child("embeddings", ["--listen", config.embeddings_listen, *common])
         self.edge = Child("edge", [])
         self.services = [self.registry, self.tokenizer, self.inference, self.embeddings]
+        if config.metrics_port:
+            for offset, service in enumerate(self.services):
+                service.argv += ["--metrics-port", str(config.metrics_port + offset)]
 
     async def _start(self, child: Child) -> None:
         await _spawn(child)

@@ -7,12 +7,15 @@ Names follow Prometheus conventions: an `ingot_` prefix, base units in the name 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
 
 # Generation times on a CPU run from milliseconds (a cached short prompt) to minutes (a long story).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -55,6 +58,13 @@ def _code(context: grpc.aio.ServicerContext) -> str:
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
+def _record(method: str, code: str, seconds: float) -> None:
+    RPC_DURATION.labels(method).observe(seconds)
+    RPC_REQUESTS.labels(method, code).inc()
+    # The access log: with the request id the JSON formatter adds, one line per call a request made.
+    log.debug("%s %s in %.3f s", method, code, seconds)
+
+
 def _unary(method: str, behavior: Behavior) -> Callable[..., Awaitable[Any]]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         start = time.perf_counter()
@@ -65,8 +75,7 @@ def _unary(method: str, behavior: Behavior) -> Callable[..., Awaitable[Any]]:
             code = _code(context) if _code(context) != "OK" else "UNKNOWN"
             raise
         finally:
-            RPC_DURATION.labels(method).observe(time.perf_counter() - start)
-            RPC_REQUESTS.labels(method, code).inc()
+            _record(method, code, time.perf_counter() - start)
 
     return unary
 
@@ -83,8 +92,7 @@ def _stream(method: str, behavior: Behavior) -> Callable[..., AsyncIterator[Any]
             code = "UNKNOWN" if code == "OK" else code
             raise
         finally:
-            RPC_DURATION.labels(method).observe(time.perf_counter() - start)
-            RPC_REQUESTS.labels(method, code).inc()
+            _record(method, code, time.perf_counter() - start)
 
     return stream
 

@@ -168,10 +168,11 @@ def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
 
 
 def _request_id_of(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_METADATA and isinstance(value, str):
-            return clean_request_id(value) or new_request_id()
-    return new_request_id()
+    request_id = next((clean_request_id(value) for key, value in context.invocation_metadata() or ()
+                       if key == REQUEST_ID_METADATA and isinstance(value, str)), None) or new_request_id()
+    # The server span (the tracing interceptor runs outside this one) names the request too.
+    trace.get_current_span().set_attribute("ingot.request_id", request_id)
+    return request_id
 
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]

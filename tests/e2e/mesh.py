@@ -28,6 +28,8 @@ class Mesh:
     home: Path
     # More `ingot serve` flags (e.g. --catalog-url).
     args: list[str] = field(default_factory=list)
+    # More environment for every process (INGOT_ settings of the edge, which the launcher does not relay).
+    env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     addresses: dict[str, str] = field(default_factory=dict)
@@ -40,7 +42,7 @@ class Mesh:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Mesh:
-        env = {**os.environ, "INGOT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "INGOT_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ingot.cli", "serve", "--port", str(self.port),
              "--registry-listen", "127.0.0.1:0", "--tokenizer-listen", "127.0.0.1:0",
