@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, observability, tokens
+from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, observability, openapi, tokens
 from edge.azure import app as azure
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
@@ -38,6 +38,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[SETTINGS] = settings
     app.on_response_prepare.append(observability.stamp_request_id)
     app.add_routes(observability.routes)
+    app.add_routes(openapi.routes)
     app.cleanup_ctx.append(_backends)
     app.add_routes(chat.routes)
     app.add_routes(embeddings.routes)
