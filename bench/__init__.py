@@ -9,4 +9,6 @@ bench/results/<name>-<time>.json.
 BENCHMARKS = {
     "chat": "bench.chat",
     "embeddings": "bench.embeddings",
+    # Bounded: 4 streams for 1 minute; errors must be 0 and RSS flat after warm-up.
+    "soak": "bench.soak",
 }
