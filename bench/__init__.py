@@ -10,4 +10,6 @@ BENCHMARKS = {
     "chat": "bench.chat",
     "embeddings": "bench.embeddings",
     "constraints": "bench.constraints",
+    # Bounded: 4 streams for 1 minute; errors must be 0 and RSS flat after warm-up.
+    "soak": "bench.soak",
 }

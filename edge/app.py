@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, tokens
+from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, observability, openapi, tokens
 from edge.auth import AUTHENTICATOR, Authenticator, auth_middleware
 from edge.azure import app as azure
 from edge.azure import openai as azure_openai
@@ -14,6 +14,7 @@ from edge.contentsafety import CONTENT_FILTER, TermListFilter
 from edge.deployments import RATE_LIMITS, RateLimits
 from edge.backends import BACKENDS, Backends
 from edge.errors import error_middleware
+from edge.limits import concurrency_middleware
 from edge.settings import EdgeSettings
 
 SETTINGS = web.AppKey("settings", EdgeSettings)
@@ -30,12 +31,22 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: EdgeSettings) -> web.Application:
-    # Auth inside the error middleware, so a 401 is rendered in the shape of the route asked for.
-    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    # Outermost first: the trace span, the request id, the metrics (which see the rendered status), the
+    # error rendering, auth (inside it, so a 401 takes the shape of the route asked for), then the limits
+    # (whose refusals the error middleware renders).
+    app = web.Application(
+        middlewares=[observability.tracing_middleware(), observability.request_id_middleware,
+                     observability.metrics_middleware, error_middleware, auth_middleware,
+                     concurrency_middleware(settings.max_concurrent_requests, settings.max_concurrent_per_key)],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
     app[AUTHENTICATOR] = Authenticator.from_settings(settings)
     app[CONTENT_FILTER] = TermListFilter.from_file(settings.content_safety_terms)
     app[RATE_LIMITS] = RateLimits()
+    app.on_response_prepare.append(observability.stamp_request_id)
+    app.add_routes(observability.routes)
+    app.add_routes(openapi.routes)
     app.cleanup_ctx.append(_backends)
     app.add_routes(chat.routes)
     app.add_routes(embeddings.routes)

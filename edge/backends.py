@@ -17,7 +17,7 @@ from aiohttp import web
 
 from edge.settings import EdgeSettings
 from ingot.common.channels import insecure_channel
-from ingot.common.errors import NotFound, Unavailable, error_from_rpc
+from ingot.common.errors import DeadlineExceeded, NotFound, Unavailable, error_from_rpc
 from ingot.common.v1 import common_pb2
 from ingot.embeddings.v1 import embeddings_service_pb2 as embeddings_pb2
 from ingot.embeddings.v1 import embeddings_service_pb2_grpc as embeddings_grpc
@@ -74,6 +74,7 @@ class Backends:
         self.embeddings = embeddings_grpc.EmbeddingsServiceStub(embeddings.channel) if embeddings else None
         # The deadline of a unary call, for routes that call the stubs themselves.
         self.call_timeout = settings.call_timeout
+        self.first_token_timeout = settings.first_token_timeout
         self._resolved: dict[str, tuple[float, registry_pb2.ResolveModelResponse]] = {}
 
     async def close(self) -> None:
@@ -161,8 +162,34 @@ class Backends:
         return reply.text
 
     def generate(self, request: inference_pb2.GenerateRequest) -> grpc.aio.UnaryStreamCall:
-        # No deadline: a long completion is legitimate, and a client that gives up cancels the call.
-        return self.inference.Generate(request)
+        # No overall deadline: a long completion is legitimate, and a client that gives up cancels the call.
+        # Only the first message has one, so a hung inference service is a 504 rather than a hang.
+        return FirstMessageDeadline(self.inference.Generate(request), self.first_token_timeout)
+
+
+class FirstMessageDeadline:
+    """A Generate call whose first message must arrive within `timeout` seconds; otherwise the call is
+    cancelled and iterating it raises DeadlineExceeded. Everything else is the call's own."""
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall, timeout: float) -> None:
+        self._call = call
+        self._timeout = timeout
+
+    def __getattr__(self, name: str):
+        return getattr(self._call, name)
+
+    async def __aiter__(self):
+        messages = self._call.__aiter__()
+        try:
+            first = await asyncio.wait_for(anext(messages), self._timeout)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            self._call.cancel()
+            raise DeadlineExceeded(f"The inference service sent nothing within {self._timeout:g} s.") from None
+        yield first
+        async for message in messages:
+            yield message
 
 
 BACKENDS = web.AppKey("backends", Backends)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 from aiohttp import web
 
-from edge import convert
+from edge import convert, observability
 from edge.backends import Backends, translated
 from edge.errors import Failure, error_body
 from edge.schemas import Usage
@@ -39,6 +39,7 @@ Tagged = tuple[int, inference_pb2.GenerateResponse]
 
 
 async def chat_model(backends: Backends, name: str, route: str) -> registry_pb2.ModelInfo:
+    observability.note_model(name)
     model = await backends.resolve_model(name)
     if model.task not in _CHAT_TASKS:
         task = convert.TASKS.get(model.task, f"task {model.task}")
@@ -173,7 +174,7 @@ async def generate(calls: Sequence[grpc.aio.UnaryStreamCall],
     """Runs `answer` over the merged messages of `calls`. Whatever ends it (the answer is complete, the client
     went away and aiohttp cancelled the handler, a write found the connection closed, an error) also ends
     every call, so the inference service never keeps generating for nobody."""
-    stream = merged(calls)
+    stream = observability.observe(merged(calls))
     try:
         return await answer(stream)
     finally:

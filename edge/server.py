@@ -10,7 +10,7 @@ from aiohttp import web
 
 from edge.app import create_app
 from edge.settings import EdgeSettings
-from ingot.common.logs import configure
+from ingot.common.telemetry import configure
 from ingot.common.settings import load
 
 
@@ -38,7 +38,8 @@ def ssl_context(settings: EdgeSettings) -> ssl.SSLContext | None:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load(EdgeSettings, argv, prog="ingot edge",
                     description="The HTTP edge: OpenAI's API in front of the ingot gRPC services.")
-    configure("edge", settings.log_level)
+    configure("edge", settings)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, handler_cancellation=True,
-                ssl_context=ssl_context(settings), print=_announcer(settings))
+                ssl_context=ssl_context(settings), keepalive_timeout=settings.keepalive_timeout,
+                print=_announcer(settings))
     return 0

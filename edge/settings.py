@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
-from ingot.common.settings import SettingsBase
+from ingot.common.telemetry import TelemetrySettings
 
 
-class EdgeSettings(SettingsBase):
+class EdgeSettings(TelemetrySettings):
     host: str = Field("127.0.0.1", description="interface the HTTP server binds")
     port: int = Field(5272, ge=0, le=65535, description="HTTP port (Foundry Local's usual one; 0 picks a free port)")
     tokenizer_address: str = Field("127.0.0.1:50051", min_length=1, description="gRPC target of the tokenizer service")
@@ -19,7 +18,6 @@ class EdgeSettings(SettingsBase):
     # Empty until the embeddings service exists: /ready then leaves it out.
     embeddings_address: str = Field("", description="gRPC target of the embeddings service; empty: not deployed")
     call_timeout: float = Field(10.0, gt=0, description="deadline in seconds of each unary gRPC call")
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field("info", description="log level")
     # Auth: with none of these set, every route is open (a local server); with any, all but /health need it.
     api_keys: str = Field("", description="API keys accepted (api-key header or Authorization: Bearer), "
                                           "comma-separated")
@@ -32,3 +30,11 @@ class EdgeSettings(SettingsBase):
     tls_key: Path | None = Field(None, description="PEM private key of --tls-cert")
     content_safety_terms: Path | None = Field(None, description="content filter term lists (YAML or JSON); "
                                               "default: the lists shipped with ingot")
+    # Streams may run for minutes, so Generate has no overall deadline; a hung inference service still
+    # shows as a 504 because its first message must come within this.
+    first_token_timeout: float = Field(120.0, gt=0, description="seconds a generation may take to send its "
+                                       "first message before the request fails with 504")
+    max_body_bytes: int = Field(1024**2, gt=0, description="largest request body accepted; larger is a 413")
+    max_concurrent_requests: int = Field(256, gt=0, description="POST requests in flight in total; more get 429")
+    max_concurrent_per_key: int = Field(64, gt=0, description="POST requests in flight per API key; more get 429")
+    keepalive_timeout: float = Field(75.0, gt=0, description="seconds an idle keep-alive connection stays open")

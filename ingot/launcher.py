@@ -51,6 +51,8 @@ class LauncherSettings(SettingsBase):
     tls_cert: Path | None = Field(None, description="PEM certificate chain; with --tls-key the edge serves HTTPS")
     tls_key: Path | None = Field(None, description="PEM private key of --tls-cert")
     content_safety_terms: Path | None = Field(None, description="content filter term lists for the edge")
+    metrics_port: int = Field(0, ge=0, le=65535, description="the registry's Prometheus port; the tokenizer, "
+                              "inference and embeddings services take the next three; 0: none")
 
 
 @dataclass
@@ -156,6 +158,9 @@ class Launcher:
         self.embeddings = Child("embeddings", ["--listen", config.embeddings_listen, *common])
         self.edge = Child("edge", [])
         self.services = [self.registry, self.tokenizer, self.inference, self.embeddings]
+        if config.metrics_port:
+            for offset, service in enumerate(self.services):
+                service.argv += ["--metrics-port", str(config.metrics_port + offset)]
 
     async def _start(self, child: Child) -> None:
         await _spawn(child)

@@ -7,6 +7,7 @@ import json
 import grpc
 
 from ingot.common.grpcserver import MAX_MESSAGE_BYTES
+from ingot.common.telemetry import client_interceptors
 
 # round_robin spreads calls over every replica a name resolves to (dns:///inference:50053 under
 # Kubernetes). Short reconnect backoff: a restarted service is back in use within a second, not after
@@ -31,4 +32,5 @@ def target(address: str) -> str:
 
 
 def insecure_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target(address), options=CHANNEL_OPTIONS)
+    # The interceptors carry the trace context and the request id to the called service.
+    return grpc.aio.insecure_channel(target(address), options=CHANNEL_OPTIONS, interceptors=client_interceptors())

@@ -15,6 +15,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ingot.common.errors import ErrorInterceptor
+from ingot.common.telemetry import server_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ class ServiceHost:
 
     def __init__(self, name: str, service_names: Sequence[str]) -> None:
         self.name = name
-        self.server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(interceptors=[*server_interceptors(), ErrorInterceptor()],
+                                      options=SERVER_OPTIONS)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names = list(service_names)

@@ -1,15 +1,9 @@
-"""One logging setup for every process: level from settings, lines that name the process."""
+"""One logging setup for every process: JSON lines that name the process and carry the request id."""
 
 from __future__ import annotations
 
-import logging
-import sys
+from ingot.common.telemetry import configure_logs
 
 
 def configure(process: str, level: str = "info") -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s {process} %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    configure_logs(process, level)

@@ -8,7 +8,7 @@ import os
 # onnxruntime's official wheels may send telemetry unless told not to before import.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from ingot.common import logs, settings  # noqa: E402
+from ingot.common import settings, telemetry  # noqa: E402
 from ingot.common.channels import insecure_channel  # noqa: E402
 from ingot.common.grpcserver import run_service  # noqa: E402
 from ingot.embeddings.v1 import embeddings_service_pb2 as pb  # noqa: E402
@@ -36,7 +36,7 @@ def build(server, config: EmbeddingsSettings):
 def main(argv: list[str] | None = None) -> int:
     config = settings.load(EmbeddingsSettings, argv, prog="ingot embeddings",
                            description="The embeddings service: embedding models through onnxruntime.")
-    logs.configure("embeddings", config.log_level)
+    telemetry.configure("embeddings", config)
 
     async def add_servicers(server):
         return build(server, config)[1]

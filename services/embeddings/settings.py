@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ingot.common.settings import SettingsBase
+from ingot.common.telemetry import ServiceTelemetrySettings
 
 
-class EmbeddingsSettings(SettingsBase):
+# Logging, tracing and the metrics port come from the telemetry settings every service shares.
+class EmbeddingsSettings(ServiceTelemetrySettings):
     listen: str = Field("127.0.0.1:50054", description="address to serve gRPC on (port 0 picks a free one)")
     registry_address: str = Field("127.0.0.1:50052", description="the registry service, to find model folders")
     max_batch_size: int = Field(64, ge=1, description="waiting inputs taken together and split into runs, at most")
@@ -19,4 +20,3 @@ class EmbeddingsSettings(SettingsBase):
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run (0: one per core)")
     spin_wait: bool = Field(False, description="let onnxruntime's idle threads spin for work: a little faster on "
                             "cores of its own, slower when the edge and other services share them")
-    log_level: str = Field("info", description="logging level")

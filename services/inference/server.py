@@ -8,7 +8,7 @@ import os
 # onnxruntime-genai's official wheels send telemetry unless told not to before import.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from ingot.common import logs, settings  # noqa: E402
+from ingot.common import settings, telemetry  # noqa: E402
 from ingot.common.channels import insecure_channel  # noqa: E402
 from ingot.common.grpcserver import run_service  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2 as pb  # noqa: E402
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         onnxruntime.preload_dlls()
     config = settings.load(InferenceSettings, argv, prog="ingot inference",
                            description="The inference service: chat models through onnxruntime-genai.")
-    logs.configure("inference", config.log_level)
+    telemetry.configure("inference", config)
 
     async def add_servicers(server):
         return build(server, config)[1]

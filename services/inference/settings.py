@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ingot.common.settings import SettingsBase
+from ingot.common.telemetry import ServiceTelemetrySettings
 
 
-class InferenceSettings(SettingsBase):
+# Logging, tracing and the metrics port come from the telemetry settings every service shares.
+class InferenceSettings(ServiceTelemetrySettings):
     listen: str = Field("127.0.0.1:50053", description="address to serve gRPC on (port 0 picks a free one)")
     registry_address: str = Field("127.0.0.1:50052", description="the registry service, to find model folders")
     max_active_sequences: int = Field(16, ge=1, description="sequences the engine steps at once")
@@ -16,4 +17,3 @@ class InferenceSettings(SettingsBase):
     default_ttl_seconds: int = Field(600, ge=0, description="idle seconds before a loaded model unloads (Foundry Local's default TTL); 0 keeps models loaded")
     memory_budget_mb: int = Field(0, ge=0, description="model files that may be loaded at once, in MB; a load beyond it unloads the least recently used idle model first (0: no budget)")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per model step; 0 keeps onnxruntime's choice, one per physical core")
-    log_level: str = Field("info", description="logging level")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ingot.common import logs, settings
+from ingot.common import settings, telemetry
 from ingot.common.grpcserver import run_service
 from ingot.registry.v1 import registry_service_pb2 as pb
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
@@ -32,7 +32,7 @@ def create_servicer(config: RegistrySettings) -> RegistryServicer:
 def main(argv: list[str] | None = None) -> int:
     config = settings.load(RegistrySettings, argv, prog="ingot registry",
                            description="The registry service: the model catalog, downloads and the cache on disk.")
-    logs.configure("registry", config.log_level)
+    telemetry.configure("registry", config)
 
     async def add_servicers(server):
         pb_grpc.add_RegistryServiceServicer_to_server(create_servicer(config), server)

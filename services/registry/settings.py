@@ -4,13 +4,14 @@ from pathlib import Path
 
 from pydantic import Field
 
-from ingot.common.settings import SettingsBase, home_field
+from ingot.common.settings import home_field
+from ingot.common.telemetry import ServiceTelemetrySettings
 
 
-class RegistrySettings(SettingsBase):
+# Logging, tracing and the metrics port come from the telemetry settings every service shares.
+class RegistrySettings(ServiceTelemetrySettings):
     listen: str = Field("127.0.0.1:50052", description="address to serve gRPC on (port 0 picks a free one)")
     home: Path = home_field()
-    log_level: str = Field("info", description="logging level")
     catalog_url: str = Field("", description="URL of the remote model catalog (a JSON array); empty: none")
     catalog_ttl: float = Field(3600.0, ge=0, description="seconds a fetched catalog is used before it is fetched again")
     execution_providers: str = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ingot.common import logs, settings
+from ingot.common import settings, telemetry
 from ingot.common.channels import insecure_channel
 from ingot.common.grpcserver import run_service
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
@@ -20,7 +20,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenizerService"].full_name
 def main(argv: list[str] | None = None) -> int:
     config = settings.load(TokenizerSettings, argv, prog="ingot tokenizer",
                            description="The tokenizer service: chat templates, encode, decode and count.")
-    logs.configure("tokenizer", config.log_level)
+    telemetry.configure("tokenizer", config)
 
     async def add_servicers(server):
         # The channel belongs to this loop: it is made here, inside asyncio.run, not before it.

@@ -28,7 +28,7 @@ class Mesh:
     home: Path
     # More `ingot serve` flags (e.g. --catalog-url); with --tls-cert the base URL is https.
     args: list[str] = field(default_factory=list)
-    # More environment for `ingot serve` (e.g. INGOT_API_KEYS).
+    # More environment for every process (e.g. INGOT_API_KEYS, or INGOT_ settings the launcher does not relay).
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
