@@ -31,7 +31,7 @@ def _reject_constant(name: str) -> Any:
 def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body, parse_constant=_reject_constant)
-    except ValueError:  # also UnicodeDecodeError and the constants above
+    except (ValueError, RecursionError):  # also UnicodeDecodeError, the constants above, absurd nesting
         raise InvalidArgument(BAD_JSON) from None
     if not isinstance(value, dict):
         raise InvalidArgument("The request body must be a JSON object.")

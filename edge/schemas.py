@@ -330,13 +330,13 @@ class AssistantMessage(BaseModel):
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = None
 
-    @model_serializer
-    def _calls_when_made(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.tool_calls is not None:
-            body["tool_calls"] = [call.model_dump() for call in self.tool_calls]
-        if self.function_call is not None:
-            body["function_call"] = self.function_call.model_dump()
+    @model_serializer(mode="wrap")
+    def _calls_when_made(self, handler):
+        # content is always there (null for an answer of calls only); the calls only when there are some.
+        body = handler(self)
+        for key in ("tool_calls", "function_call"):
+            if body.get(key) is None:
+                body.pop(key, None)
         return body
 
 

@@ -188,3 +188,10 @@ def test_an_unenforceable_schema_keyword_is_named_in_the_message() -> None:
     error = rejects(body(response_format={"type": "json_schema", "json_schema": {
         "name": "r", "schema": {"type": "object", "properties": {"a": {"type": "string", "contentEncoding": "base64"}}}}}))
     assert "'contentEncoding'" in error.message and "/properties/a" in error.message
+
+
+def test_json_nested_beyond_reason_is_a_400_not_a_crash() -> None:
+    schema = '{"items": ' * 5000 + "{}" + "}" * 5000
+    raw = ('{"model": "m", "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema", '
+           '"json_schema": {"name": "a", "schema": ' + schema + "}}}").encode()
+    assert rejects(raw).message == BAD_JSON
