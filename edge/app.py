@@ -13,11 +13,11 @@ from edge.azure import openai as azure_openai
 from edge.contentsafety import CONTENT_FILTER, TermListFilter
 from edge.deployments import RATE_LIMITS, RateLimits
 from edge.backends import BACKENDS, Backends
+from edge.drain import DRAIN, Drain
 from edge.errors import error_middleware
 from edge.limits import concurrency_middleware
-from edge.settings import EdgeSettings
+from edge.settings import SETTINGS, EdgeSettings
 
-SETTINGS = web.AppKey("settings", EdgeSettings)
 
 
 async def _backends(app: web.Application) -> AsyncIterator[None]:
@@ -34,13 +34,15 @@ def create_app(settings: EdgeSettings) -> web.Application:
     # Outermost first: the trace span, the request id, the metrics (which see the rendered status), the
     # error rendering, auth (inside it, so a 401 takes the shape of the route asked for), then the limits
     # (whose refusals the error middleware renders).
+    drain = Drain()
     app = web.Application(
         middlewares=[observability.tracing_middleware(), observability.request_id_middleware,
-                     observability.metrics_middleware, error_middleware, auth_middleware,
+                     observability.metrics_middleware, error_middleware, drain.middleware, auth_middleware,
                      concurrency_middleware(settings.max_concurrent_requests, settings.max_concurrent_per_key)],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[DRAIN] = drain
     app[AUTHENTICATOR] = Authenticator.from_settings(settings)
     app[CONTENT_FILTER] = TermListFilter.from_file(settings.content_safety_terms)
     app[RATE_LIMITS] = RateLimits()

@@ -12,6 +12,8 @@ from aiohttp import web
 
 from edge import convert, toolcalls
 from edge.backends import BACKENDS
+from edge.limits import check_token_caps
+from edge.settings import SETTINGS
 from edge.deployments import policy
 from edge.generation import Choices, Tagged, chat_model, event_stream, generate, opening
 from edge.parsing import parse_chat_request
@@ -109,6 +111,7 @@ async def run_chat(request: web.Request, chat: ChatCompletionRequest) -> web.Str
         generate_request.ttl_seconds = chat.ttl
     if chat.user or chat.metadata:
         log.info("chat request for %s from user %r with metadata %s", model.id, chat.user, chat.metadata)
+    check_token_caps(request.config_dict[SETTINGS], generate_request, prompt_param="messages")
     call = backends.generate(generate_request)
     completion = Completion(model=model.id, choices=Choices([len(prompt)], chat.choices),
                             include_usage=chat.include_usage, logprobs=bool(chat.logprobs), structured=structured)

@@ -20,6 +20,8 @@ from aiohttp import web
 
 from edge import convert
 from edge.backends import BACKENDS, Backends
+from edge.limits import check_token_caps
+from edge.settings import SETTINGS
 from edge.deployments import policy
 from edge.generation import Choices, ChoiceState, Tagged, chat_model, event_stream, generate, opening
 from edge.parsing import parse_completion_request
@@ -200,6 +202,7 @@ async def run_completions(request: web.Request, body: CompletionRequest) -> web.
             max_tokens = fit(len(prompt.token_ids), body.max_tokens, model.context_length, truncate=body.truncate,
                              where=where)
             calls.append(_generate_request(body, model.id, prompt, max_tokens))
+            check_token_caps(request.config_dict[SETTINGS], calls[-1], prompt_param="prompt")
         answer = Answer(body=body, model=model.id, prompts=prompts,
                         choices=Choices([len(prompt.token_ids) for prompt in prompts], body.choices))
 

@@ -9,32 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
+from edge.schemas import UINT32_MAX, RequestModel
 from ingot.common.errors import InvalidArgument
 from ingot.embeddings.v1 import embeddings_service_pb2 as pb
-
-# The protobuf fields they travel in are uint32.
-_UINT32_MAX = 2**32 - 1
 
 Input = str | list[int]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_absent(cls, data: Any) -> Any:
-        # An option sent as null asks for nothing; a real value of an unknown field still fails.
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None or key in cls.model_fields}
-        return data
-
-
-class _Common(_Request):
+class _Common(RequestModel):
     input: Any = None
-    dimensions: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    dimensions: int | None = Field(None, gt=0, le=UINT32_MAX)
     # Databricks' field: prepended to every input the way the model expects.
     instruction: str | None = None
     # ingot's: false makes an input longer than the model's window a 400 instead of being truncated.
@@ -61,16 +47,16 @@ class AzureEmbeddingsRequest(_Common):
     input_type: Literal["text", "query", "document"] | None = None
 
 
-class ImageInput(_Request):
+class ImageInput(RequestModel):
     # A data URL: data:image/{format};base64,{data}.
     image: str = Field(min_length=1)
     text: str | None = None
 
 
-class AzureImageEmbeddingsRequest(_Request):
+class AzureImageEmbeddingsRequest(RequestModel):
     input: list[ImageInput] = Field(min_length=1)
     model: str | None = Field(None, min_length=1)
-    dimensions: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    dimensions: int | None = Field(None, gt=0, le=UINT32_MAX)
     encoding_format: Literal["float", "base64", "int8", "uint8", "binary", "ubinary"] | None = None
     input_type: Literal["text", "query", "document"] | None = None
 
@@ -93,7 +79,7 @@ def _token_ids(value: Sequence[Any], param: str) -> list[int]:
         # bool is an int in Python, not in JSON.
         if isinstance(token, bool) or not isinstance(token, int):
             raise _bad(f"{param}[{index}]", "expected a token id (an integer).")
-        if not 0 <= token <= _UINT32_MAX:
+        if not 0 <= token <= UINT32_MAX:
             raise _bad(f"{param}[{index}]", f"token id {token} is out of range.")
     return list(value)
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from ingot.common import metrics
-from ingot.common.errors import ResourceExhausted
+from ingot.common.errors import InvalidArgument, ResourceExhausted
 
 ANONYMOUS = ""
 
@@ -52,3 +52,19 @@ def concurrency_middleware(total: int, per_key: int) -> Callable[..., Any]:
                 del in_flight[key]
 
     return limit
+
+
+def check_token_caps(settings, generate, *, prompt_param: str) -> None:
+    """The operator's caps on a request's size, below what the model itself allows (0: no cap)."""
+    if settings.max_prompt_tokens and len(generate.prompt_token_ids) > settings.max_prompt_tokens:
+        raise InvalidArgument(
+            f"The prompt has {len(generate.prompt_token_ids)} tokens; this server accepts at most "
+            f"{settings.max_prompt_tokens}.", param=prompt_param, code="prompt_too_long")
+    if settings.max_tokens_cap:
+        if not generate.sampling.HasField("max_tokens"):
+            # Unset would mean "up to the model's own output limit", which may exceed the cap.
+            generate.sampling.max_tokens = settings.max_tokens_cap
+        elif generate.sampling.max_tokens > settings.max_tokens_cap:
+            raise InvalidArgument(
+                f"max_tokens is {generate.sampling.max_tokens}; this server generates at most "
+                f"{settings.max_tokens_cap} tokens a choice.", param="max_tokens", code="max_tokens_too_large")

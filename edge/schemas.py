@@ -14,10 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 from pydantic_core import PydanticCustomError
 
 # The protobuf fields they travel in are uint32.
-_UINT32_MAX = 2**32 - 1
+UINT32_MAX = 2**32 - 1
 
 
-class _Request(BaseModel):
+class RequestModel(BaseModel):
+    """A request body: unknown fields forbidden, types strict, null meaning absent."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="before")
@@ -30,7 +32,7 @@ class _Request(BaseModel):
         return data
 
 
-class TextPart(_Request):
+class TextPart(RequestModel):
     type: Literal["text"]
     text: str
 
@@ -43,18 +45,18 @@ class TextPart(_Request):
         return value
 
 
-class FunctionCall(_Request):
+class FunctionCall(RequestModel):
     name: str
     arguments: str
 
 
-class ToolCall(_Request):
+class ToolCall(RequestModel):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatMessage(_Request):
+class ChatMessage(RequestModel):
     # "developer" is OpenAI's newer name for the system role; templates know only "system". "function" is
     # the result of a legacy function_call, as "tool" is of a tool call.
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -86,7 +88,7 @@ class ChatMessage(_Request):
 NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
-class FunctionDefinition(_Request):
+class FunctionDefinition(RequestModel):
     name: str = Field(pattern=NAME_PATTERN)
     description: str | None = None
     # A JSON Schema of the arguments object; absent, the function takes none.
@@ -95,12 +97,12 @@ class FunctionDefinition(_Request):
     strict: bool | None = None
 
 
-class Tool(_Request):
+class Tool(RequestModel):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class FunctionName(_Request):
+class FunctionName(RequestModel):
     name: str
 
 
@@ -113,7 +115,7 @@ def _mode_object(value: Any, modes: tuple[str, ...], key: str, what: str) -> Any
     return value
 
 
-class ToolChoice(_Request):
+class ToolChoice(RequestModel):
     """tool_choice: "none", "auto" and "required" arrive as {"type": mode}; a named function as OpenAI
     writes it, {"type": "function", "function": {"name": ...}}."""
 
@@ -134,7 +136,7 @@ class ToolChoice(_Request):
         return self
 
 
-class FunctionCallChoice(_Request):
+class FunctionCallChoice(RequestModel):
     """The legacy function_call: "none" and "auto" arrive as {"mode": ...}, {"name": ...} forces a function."""
 
     mode: Literal["none", "auto"] | None = None
@@ -146,7 +148,7 @@ class FunctionCallChoice(_Request):
         return _mode_object(value, ("none", "auto"), "mode", "'none', 'auto' or {\"name\": ...}")
 
 
-class JsonSchemaFormat(_Request):
+class JsonSchemaFormat(RequestModel):
     name: str = Field(pattern=NAME_PATTERN)
     description: str | None = None
     # Absent: any JSON object.
@@ -155,26 +157,26 @@ class JsonSchemaFormat(_Request):
     strict: bool | None = None
 
 
-class ResponseFormat(_Request):
+class ResponseFormat(RequestModel):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
 
-class StreamOptions(_Request):
+class StreamOptions(RequestModel):
     include_usage: bool | None = None
 
 
 MAX_CHOICES = 16
 
 
-class SamplingFields(_Request):
+class SamplingFields(RequestModel):
     """The sampling parameters chat and text completions share, validated as OpenAI does."""
 
-    max_tokens: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    max_tokens: int | None = Field(None, gt=0, le=UINT32_MAX)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     # Not OpenAI's, but vLLM's and Databricks': clients coming from them send it.
-    top_k: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    top_k: int | None = Field(None, gt=0, le=UINT32_MAX)
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
     # Foundry Local's name for seed.
     random_seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
@@ -205,7 +207,7 @@ class SamplingFields(_Request):
     @classmethod
     def _token_ids_to_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         for key, bias in (value or {}).items():
-            if not key.isdigit() or int(key) > _UINT32_MAX:
+            if not key.isdigit() or int(key) > UINT32_MAX:
                 raise PydanticCustomError("logit_bias_key", "keys must be token ids, got {key!r}", {"key": key})
             if not -100 <= bias <= 100:
                 raise PydanticCustomError("logit_bias_value", "biases must be between -100 and 100, got {bias}",
@@ -224,13 +226,13 @@ class SamplingFields(_Request):
 class ChatCompletionRequest(SamplingFields):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, gt=0, le=_UINT32_MAX)
+    max_completion_tokens: int | None = Field(None, gt=0, le=UINT32_MAX)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     # OpenAI's: up to 16 string pairs, stored with the request; here they are logged with it.
     metadata: dict[str, str] | None = Field(None, max_length=16)
     # Foundry Local's: seconds the model stays loaded after this request, and the execution provider.
-    ttl: int | None = Field(None, ge=0, le=_UINT32_MAX)
+    ttl: int | None = Field(None, ge=0, le=UINT32_MAX)
     ep: str | None = Field(None, min_length=1)
     tools: list[Tool] | None = Field(None, min_length=1, max_length=128)
     tool_choice: ToolChoice | None = None
@@ -254,7 +256,7 @@ MAX_BATCH_CHOICES = 64
 
 def _token_ids(value: Any) -> bool:
     return isinstance(value, list) and all(
-        isinstance(token, int) and not isinstance(token, bool) and 0 <= token <= _UINT32_MAX for token in value)
+        isinstance(token, int) and not isinstance(token, bool) and 0 <= token <= UINT32_MAX for token in value)
 
 
 class CompletionRequest(SamplingFields):
@@ -293,7 +295,7 @@ class CompletionRequest(SamplingFields):
         return self.error_behavior == "truncate"
 
 
-class TokenizeRequest(_Request):
+class TokenizeRequest(RequestModel):
     """vLLM's /tokenize: a raw prompt, or messages rendered through the chat template."""
 
     model: str = Field(min_length=1)
@@ -305,7 +307,7 @@ class TokenizeRequest(_Request):
     continue_final_message: bool | None = None
 
 
-class DetokenizeRequest(_Request):
+class DetokenizeRequest(RequestModel):
     model: str = Field(min_length=1)
     tokens: list[int]
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import re
+import asyncio
+import logging
+import signal
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 
 from edge.app import create_app
+from edge.drain import DRAIN
 from edge.settings import EdgeSettings
 from ingot.common.telemetry import configure
 from ingot.common.settings import load
 
-
-def _announcer(settings: EdgeSettings) -> Callable[[str], None]:
-    def announce(message: str) -> None:
-        # run_app reports what it bound ("======== Running on http://127.0.0.1:5272 ========"), which
-        # holds the real port when port 0 was asked for; the launcher and operators read our line instead.
-        match = re.search(r"Running on (\S+?) =", message)
-        url = match.group(1) if match else f"http://{settings.host}:{settings.port}"
-        print(f"ingot edge listening on {url}", flush=True)
-
-    return announce
+log = logging.getLogger(__name__)
 
 
 def ssl_context(settings: EdgeSettings) -> ssl.SSLContext | None:
@@ -35,11 +29,31 @@ def ssl_context(settings: EdgeSettings) -> ssl.SSLContext | None:
     return context
 
 
+async def serve(settings: EdgeSettings) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handler_cancellation=True, keepalive_timeout=settings.keepalive_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context(settings))
+    await site.start()
+    scheme = "https" if settings.tls_cert else "http"
+    host, port = runner.addresses[0][:2]
+    # The launcher and operators read this line; it holds the real port when port 0 was asked for.
+    print(f"ingot edge listening on {scheme}://{host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    drain = app[DRAIN]
+    drain.begin()
+    if not await drain.wait(settings.shutdown_grace):
+        log.warning("requests still in flight after the %.0f s grace period are cut off", settings.shutdown_grace)
+    await runner.cleanup()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load(EdgeSettings, argv, prog="ingot edge",
                     description="The HTTP edge: OpenAI's API in front of the ingot gRPC services.")
     configure("edge", settings)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, handler_cancellation=True,
-                ssl_context=ssl_context(settings), keepalive_timeout=settings.keepalive_timeout,
-                print=_announcer(settings))
+    asyncio.run(serve(settings))
     return 0

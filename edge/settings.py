@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiohttp import web
 from pydantic import Field
 
 from ingot.common.telemetry import TelemetrySettings
@@ -34,7 +35,17 @@ class EdgeSettings(TelemetrySettings):
     # shows as a 504 because its first message must come within this.
     first_token_timeout: float = Field(120.0, gt=0, description="seconds a generation may take to send its "
                                        "first message before the request fails with 504")
+    max_prompt_tokens: int = Field(0, ge=0, description="prompt tokens a request may send; more is a 400 (0: the "
+                                   "model's context decides)")
+    max_tokens_cap: int = Field(0, ge=0, description="tokens a request may ask to generate per choice; more is a 400 "
+                                "(0: the model's own limit)")
     max_body_bytes: int = Field(1024**2, gt=0, description="largest request body accepted; larger is a 413")
     max_concurrent_requests: int = Field(256, gt=0, description="POST requests in flight in total; more get 429")
     max_concurrent_per_key: int = Field(64, gt=0, description="POST requests in flight per API key; more get 429")
+    shutdown_grace: float = Field(30.0, ge=0, description="seconds requests in flight may take to finish after "
+                                  "SIGTERM, while new ones get 503")
     keepalive_timeout: float = Field(75.0, gt=0, description="seconds an idle keep-alive connection stays open")
+
+
+# The settings object an application was made with, for handlers that need one of its limits.
+SETTINGS = web.AppKey("settings", EdgeSettings)

@@ -40,6 +40,8 @@ class LauncherSettings(SettingsBase):
     embeddings_listen: str = Field("127.0.0.1:50054", description="gRPC address of the embeddings service")
     startup_timeout: float = Field(120.0, gt=0, description="seconds a service may take to answer SERVING")
     stop_grace: float = Field(10.0, ge=0, description="seconds a service gets to stop before it is killed")
+    shutdown_grace: float = Field(30.0, ge=0, description="seconds requests in flight may take to finish after "
+                                  "SIGTERM, while the edge answers new ones with 503")
     log_level: str = Field("info", description="logging level, passed to every service")
     deployments: Path | None = Field(None, description="deployments file (YAML or JSON), handed to the registry")
     # The public side's auth and TLS, handed to the edge (see `ingot edge --help`).
@@ -177,6 +179,7 @@ class Launcher:
         c = self.config
         self.edge.argv = [
             "--host", c.host, "--port", str(c.port), "--log-level", c.log_level,
+            "--shutdown-grace", str(c.shutdown_grace),
             "--registry-address", self.registry.address, "--tokenizer-address", self.tokenizer.address,
             "--inference-address", self.inference.address, "--embeddings-address", self.embeddings.address,
             *_optional(api_key_file=c.api_key_file, jwt_issuer=c.jwt_issuer, jwt_audience=c.jwt_audience,
@@ -213,8 +216,10 @@ class Launcher:
 
     async def stop(self) -> None:
         self.stopping.set()
-        # The edge first, so no request reaches a service that is already gone; the registry last.
-        for child in (self.edge, self.tokenizer, self.inference, self.embeddings, self.registry):
+        # The edge first, and only once it has drained (its requests in flight still need the services);
+        # then the services, the registry last.
+        await _stop(self.edge, self.config.shutdown_grace + self.config.stop_grace)
+        for child in (self.tokenizer, self.inference, self.embeddings, self.registry):
             await _stop(child, self.config.stop_grace)
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import SMOLLM2_ALIAS
-from tests.e2e.mesh import Mesh, free_port
+from tests.e2e.mesh import Mesh, free_port_run
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,8 @@ STORY = [{"role": "user", "content": "Write a very long story about a dragon who
 @pytest.fixture(scope="module")
 def watched(ingot_home, smollm2_dir, tmp_path_factory):
     spans = tmp_path_factory.mktemp("trace") / "spans.jsonl"
-    metrics_port = free_port()
+    # The registry takes this port and the tokenizer, inference and embeddings services the next three.
+    metrics_port = free_port_run(4)
     running = Mesh(ingot_home, args=["--log-level", "debug", "--metrics-port", str(metrics_port)],
                    env={"INGOT_TRACE_FILE": str(spans), "INGOT_MAX_CONCURRENT_PER_KEY": "1",
                         "INGOT_MAX_BODY_BYTES": str(64 * 1024)}).start()
