@@ -40,7 +40,7 @@ PROMPT_TOKENS = Counter("ingot_prompt_tokens_total", "prompt tokens processed", 
 LOADED_MODELS = Gauge("ingot_loaded_models", "models the inference service has loaded")
 ACTIVE_SEQUENCES = Gauge("ingot_inference_active_sequences", "sequences being generated now (the inference "
                          "queue's depth), by model", ["model"])
-DOWNLOAD_BYTES = Counter("ingot_download_bytes_total", "model bytes downloaded through the edge", ["model"])
+DOWNLOAD_BYTES = Counter("ingot_download_bytes_total", "model bytes fetched from a catalog host (resumed bytes are not fetched again)", ["model"])
 LIMITED = Counter("ingot_http_requests_limited_total", "requests refused by a limit", ["limit"])
 
 

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import aiohttp
 
+from ingot.common import metrics
 from ingot.common.errors import DataLoss, IngotError, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ async def _request(session: aiohttp.ClientSession, job: FileJob, *, model: str, 
             try:
                 async for chunk in response.content.iter_chunked(options.chunk_bytes):
                     received += len(chunk)
+                    metrics.DOWNLOAD_BYTES.labels(model).inc(len(chunk))
                     if job.size is not None and received > job.size:
                         raise DataLoss(f"The server sent more than the {job.size} bytes the catalog gives for "
                                        f"{job.path} of {model}.")

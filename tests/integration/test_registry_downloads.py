@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ingot.common import metrics
 from ingot.common.errors import (DataLoss, FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted,
                                  error_from_rpc)
 from ingot.registry.v1 import registry_service_pb2 as pb
@@ -63,6 +64,8 @@ def sha256(path: Path) -> str:
 
 
 async def test_a_download_streams_progress_and_installs_every_verified_file_with_the_manifest(registry, smollm2_dir):
+    fetched = metrics.DOWNLOAD_BYTES.labels(NAME)
+    before = fetched._value.get()
     events = await registry.download(ALIAS)
     progress = [e.progress for e in events[:-1]]
     assert all(e.HasField("progress") for e in events[:-1]) and events[-1].HasField("finished")
@@ -80,6 +83,8 @@ async def test_a_download_streams_progress_and_installs_every_verified_file_with
     assert sorted(p.name for p in folder.iterdir()) == sorted([*SMALL_FILES, "inference_model.json"])
     assert await registry.cached() == [NAME]
     assert not (models_root(registry) / ".staging" / f"{FOLDER}.partial").exists()
+    # Prometheus' ingot_download_bytes_total counts what crossed the network.
+    assert fetched._value.get() - before == progress[-1].bytes_total
 
 
 async def test_a_second_download_of_a_cached_model_fetches_nothing(registry, catalog_host):
