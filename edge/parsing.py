@@ -35,6 +35,13 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise InvalidArgument(BAD_JSON) from None
     if not isinstance(value, dict):
         raise InvalidArgument("The request body must be a JSON object.")
+    try:
+        # JSON lets "\ud800" stand alone, but a lone surrogate is not Unicode: it could never be answered
+        # or streamed back as UTF-8, so it is refused here rather than failing mid-response.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument("The request body holds a lone UTF-16 surrogate (such as \\ud800), which is not "
+                              "valid Unicode.") from None
     return value
 
 

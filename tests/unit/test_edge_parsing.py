@@ -195,3 +195,12 @@ def test_json_nested_beyond_reason_is_a_400_not_a_crash() -> None:
     raw = ('{"model": "m", "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema", '
            '"json_schema": {"name": "a", "schema": ' + schema + "}}}").encode()
     assert rejects(raw).message == BAD_JSON
+
+
+def test_a_lone_surrogate_in_a_body_is_a_400_not_a_failure_mid_response() -> None:
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "a \\ud800 b"}]}'
+    with pytest.raises(InvalidArgument) as caught:
+        parse_chat_request(body)
+    assert "surrogate" in caught.value.message
+    # A proper pair is one character, and fine.
+    assert parse_chat_request(b'{"model": "m", "messages": [{"role": "user", "content": "\\ud83d\\udc09"}]}')

@@ -16,7 +16,9 @@ settings.register_profile("ingot", max_examples=60, deadline=None)
 settings.load_profile("ingot")
 
 # Emoji, CJK, combining marks and line breaks of every kind, beside plain ASCII.
-TEXT = st.text(alphabet=st.one_of(st.characters(), st.sampled_from("🐉画龍\r\n\u2028é\u0301")), max_size=60)
+# Any Unicode text: lone surrogates are not Unicode, and the edge refuses them at the door (see below).
+TEXT = st.text(alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)),
+                                  st.sampled_from("🐉画龍\r\n\u2028é\u0301")), max_size=60)
 
 
 def _unframe(event: bytes) -> str:
