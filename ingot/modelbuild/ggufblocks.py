@@ -38,7 +38,8 @@ DEQUANTISED_TYPES = frozenset({
     GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K, GGMLQuantizationType.IQ4_NL,
     GGMLQuantizationType.IQ4_XS, GGMLQuantizationType.IQ3_S, GGMLQuantizationType.IQ3_XXS,
     GGMLQuantizationType.IQ2_S, GGMLQuantizationType.IQ2_XS, GGMLQuantizationType.IQ2_XXS,
-    GGMLQuantizationType.IQ1_S, GGMLQuantizationType.IQ1_M,
+    GGMLQuantizationType.IQ1_S, GGMLQuantizationType.IQ1_M, GGMLQuantizationType.TQ1_0, GGMLQuantizationType.TQ2_0,
+    GGMLQuantizationType.MXFP4,
 }) | FLOAT_TYPES
 SUPPORTED_TYPES = EXACT_TYPES | DEQUANTISED_TYPES
 

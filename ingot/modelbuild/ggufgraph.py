@@ -35,22 +35,26 @@ class Accuracy:
     """How MatMulNBits computes (its `accuracy_level`): 1 keeps the activations in fp32, 4 quantises them to
     int8 per block of 32 first, the arithmetic llama.cpp uses for these types.
 
-    With fp32 activations the imported model reproduces the GGUF's fp32 dequantisation (top-1 ≥ 99.5 %);
-    int8 activations are about a third faster on CPU and agree less (≈ 98.7 % on SmolLM2). onnxruntime 1.32
-    has no fp32-activation kernel for 8-bit weights (it dequantises the whole matrix on every call, 90× slower),
-    so 8-bit matrices always compute at level 4; for SmolLM2 that is only the Q8_0 lm_head, which costs
-    little agreement.
+    - fp32 (the default): fp32 activations for 4-bit matrices; the imported model then reproduces the GGUF's
+      fp32 dequantisation (SmolLM2: top-1 99.8 %). onnxruntime 1.32 has no fp32-activation kernel for 8-bit
+      weights (it dequantises the whole matrix on every call, ~90x slower), so 8-bit matrices stay at level
+      4; for SmolLM2 that is only the Q8_0 lm_head, which costs little agreement.
+    - int8: level 4 everywhere, llama.cpp's arithmetic: about a third faster, less faithful (SmolLM2: 98.7 %).
+    - exact: level 1 everywhere, 8-bit matrices included: slow, for checking an import against a reference.
     """
 
     FP32 = "fp32"
     INT8 = "int8"
-    CHOICES = (FP32, INT8)
+    EXACT = "exact"
+    CHOICES = (FP32, INT8, EXACT)
 
     @staticmethod
     def level(accuracy: str, bits: int) -> int:
         if accuracy not in Accuracy.CHOICES:
             raise ValueError(f"accuracy must be one of {', '.join(Accuracy.CHOICES)}, not {accuracy!r}")
-        return 1 if accuracy == Accuracy.FP32 and bits == 4 else 4
+        if accuracy == Accuracy.EXACT or (accuracy == Accuracy.FP32 and bits == 4):
+            return 1
+        return 4
 
 
 class _Graph:
