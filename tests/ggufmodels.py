@@ -8,6 +8,8 @@ importer's un-permutation rather than repeating it.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,17 +199,19 @@ def reference_logits(path: Path, ids: list[int]) -> np.ndarray:
     return (x @ head.T).astype(np.float32)
 
 
-def onnx_logits(model_dir: Path, ids: list[int]) -> np.ndarray:
-    """All positions' logits of an imported model in one prefill through onnxruntime."""
-    import json
-
+@functools.lru_cache(maxsize=4)
+def _session(model_file: str):
     import onnxruntime
 
-    decoder = json.loads((Path(model_dir) / "genai_config.json").read_text())["model"]["decoder"]
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(Path(model_dir) / "model.onnx"), options,
-                                           providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(model_file, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(model_dir: Path, ids: list[int]) -> np.ndarray:
+    """All positions' logits of an imported model in one prefill through onnxruntime."""
+    decoder = json.loads((Path(model_dir) / "genai_config.json").read_text())["model"]["decoder"]
+    session = _session(str(Path(model_dir) / "model.onnx"))
     feed = {"input_ids": np.array([ids], dtype=np.int64), "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
     empty = np.zeros((1, decoder["num_key_value_heads"], 0, decoder["head_size"]), np.float32)
     for i in range(decoder["num_hidden_layers"]):

@@ -29,17 +29,21 @@ DATA_FILE = "model.onnx.data"
 # Initialisers below this many bytes stay inside model.onnx (onnxruntime's shape inference reads constants).
 _INLINE_BYTES = 1024
 _ALIGN = 64
+# How many of the most likely logits an int8-activation lm_head recomputes in fp32 (Graph.lm_head).
+RESCORED = 8
 
 
 class Accuracy:
     """How MatMulNBits computes (its `accuracy_level`): 1 keeps the activations in fp32, 4 quantises them to
     int8 per block of 32 first, the arithmetic llama.cpp uses for these types.
 
-    - fp32 (the default): fp32 activations for 4-bit matrices; the imported model then reproduces the GGUF's
-      fp32 dequantisation (SmolLM2: top-1 99.8 %). onnxruntime 1.32 has no fp32-activation kernel for 8-bit
-      weights (it dequantises the whole matrix on every call, ~90x slower), so 8-bit matrices stay at level
-      4; for SmolLM2 that is only the Q8_0 lm_head, which costs little agreement.
-    - int8: level 4 everywhere, llama.cpp's arithmetic: about a third faster, less faithful (SmolLM2: 98.7 %).
+    - fp32 (the default): fp32 activations for 4-bit matrices, so the imported model reproduces the GGUF's
+      fp32 dequantisation (SmolLM2: top-1 100 % on the quality test, mean KL 0.00015). onnxruntime 1.32 has
+      no fp32-activation kernel for 8-bit weights (it dequantises the whole matrix on every call, ~90x
+      slower), so 8-bit matrices stay at level 4; an 8-bit lm_head then has its top logits recomputed
+      exactly (`_Graph.lm_head`).
+    - int8: level 4 everywhere, llama.cpp's arithmetic: on SmolLM2 about 1.4x faster at decode, and less
+      faithful (top-1 97.5 %, mean KL 0.004).
     - exact: level 1 everywhere, 8-bit matrices included: slow, for checking an import against a reference.
     """
 
@@ -64,6 +68,7 @@ class _Graph:
         self.initializers: list[onnx.TensorProto] = []
         self._constants: dict[tuple, str] = {}
         self._blocksums: dict[str, str] = {}
+        self._tables: dict[str, tuple[str, str, str | None]] = {}
         self._data_path = data_path
         self._data = open(data_path, "wb")  # noqa: SIM115 - closed in close()
 
@@ -134,22 +139,42 @@ class _Graph:
             self._blocksums[x] = self.one("ReduceSum", [blocks, self.const([-1])], f"{name}/ReduceSum", keepdims=0)
         return self._blocksums[x]
 
-    def embedding(self, table: BlockMatrix, ids: str) -> str:
-        name = "/model/embed_tokens"
-        data = table.packed.reshape(table.rows, -1)
-        gathered = self.one("GatherBlockQuantized",
-                            [self.init("model.embed_tokens.weight_Q", data), ids,
-                             self.init("model.embed_tokens.weight_scales", table.scales)],
-                            f"{name}/GatherBlockQuantized", domain="com.microsoft", bits=table.bits,
-                            block_size=BLOCK, gather_axis=0, quantize_axis=1)
-        if table.mins is None:
+    def rows(self, table: BlockMatrix, param: str, ids: str, name: str, ids_rank: int) -> str:
+        """Rows `ids` of `table` dequantised exactly: `[*ids.shape, K]`. Tables are stored once per `param`, so
+        the embedding and a tied lm_head share theirs."""
+        if param not in self._tables:
+            self._tables[param] = (self.init(f"{param}.weight_Q", table.packed.reshape(table.rows, -1)),
+                                   self.init(f"{param}.weight_scales", table.scales),
+                                   None if table.mins is None else self.init(f"{param}.weight_mins", table.mins))
+        data, scales, mins = self._tables[param]
+        gathered = self.one("GatherBlockQuantized", [data, ids, scales], f"{name}/GatherBlockQuantized",
+                            domain="com.microsoft", bits=table.bits, block_size=BLOCK, gather_axis=0, quantize_axis=1)
+        if mins is None:
             return gathered
-        blocks = table.cols // BLOCK
-        mins = self.one("Gather", [self.init("model.embed_tokens.weight_mins", table.mins), ids], f"{name}/mins/Gather")
-        mins = self.one("Unsqueeze", [mins, self.const([-1])], f"{name}/mins/Unsqueeze")
-        split = self.one("Reshape", [gathered, self.const([0, 0, blocks, BLOCK])], f"{name}/mins/Reshape")
-        added = self.one("Add", [split, mins], f"{name}/mins/Add")
-        return self.one("Reshape", [added, self.const([0, 0, table.cols])], f"{name}/mins/Reshape_1")
+        keep = [0] * ids_rank
+        offsets = self.one("Unsqueeze", [self.one("Gather", [mins, ids], f"{name}/mins/Gather"), self.const([-1])],
+                           f"{name}/mins/Unsqueeze")
+        blocks = self.one("Reshape", [gathered, self.const(keep + [table.cols // BLOCK, BLOCK])], f"{name}/mins/Reshape")
+        added = self.one("Add", [blocks, offsets], f"{name}/mins/Add")
+        return self.one("Reshape", [added, self.const(keep + [table.cols])], f"{name}/mins/Reshape_1")
+
+    def lm_head(self, hidden: str, head: BlockMatrix, param: str) -> str:
+        """The logits. Where the lm_head's MatMulNBits quantises its input to int8, the RESCORED most likely
+        logits are then recomputed in fp32 from the same blocks, which costs a TopK and a few rows' dot
+        products: near-ties among the top tokens (where int8 activations flip the argmax) come out as the
+        GGUF's fp32 model has them, and the rest of the distribution keeps the fast kernel's values."""
+        if Accuracy.level(self.accuracy, head.bits) != 4:
+            return self.linear("/lm_head", hidden, head, output="logits")
+        name = "/lm_head/rescore"
+        approx = self.linear("/lm_head", hidden, head)
+        _, top = self.node("TopK", [approx, self.const([RESCORED])], f"{name}/TopK", outputs=2, axis=-1,
+                           largest=1, sorted=0)
+        rows = self.rows(head, param, top, name, ids_rank=3)
+        column = self.one("Unsqueeze", [hidden, self.const([-1])], f"{name}/Unsqueeze")
+        exact = self.one("Squeeze", [self.one("MatMul", [rows, column], f"{name}/MatMul"), self.const([-1])],
+                         f"{name}/Squeeze")
+        return self.node("ScatterElements", [approx, top, exact], f"{name}/ScatterElements", outputs=["logits"],
+                         axis=-1)[0]
 
 
 def write_decoder(model: GGUFModel, folder: Path, *, accuracy: str = Accuracy.FP32,
@@ -182,7 +207,7 @@ def _build(g: _Graph, model: GGUFModel, log: Callable[[str], None]) -> onnx.Mode
     g.init("sin_cache", sin)
 
     embed = model.matrix("token_embd.weight")
-    residual = g.embedding(embed, "input_ids")
+    residual = g.rows(embed, "model.embed_tokens", "input_ids", "/model/embed_tokens", ids_rank=2)
     hidden = g.one("SimplifiedLayerNormalization",
                    [residual, g.init("model.layers.0.input_layernorm.weight", model.vector("blk.0.attn_norm.weight"))],
                    "/model/layers.0/input_layernorm/LayerNorm", epsilon=spec.rms_eps, axis=-1, stash_type=1)
@@ -207,8 +232,10 @@ def _build(g: _Graph, model: GGUFModel, log: Callable[[str], None]) -> onnx.Mode
     _, hidden = _skip_norm(g, residual, mlp, model.vector("output_norm.weight"),
                            f"model.layers.{final}.final_norm_layernorm.weight",
                            f"/model/layers.{final}/final_norm_layernorm/SkipLayerNorm", spec.rms_eps)
-    head = embed if spec.tied_embeddings else model.matrix("output.weight")
-    g.linear("/lm_head", hidden, head, output="logits")
+    if spec.tied_embeddings:
+        g.lm_head(hidden, embed, "model.embed_tokens")
+    else:
+        g.lm_head(hidden, model.matrix("output.weight"), "lm_head")
 
     leftover = model.unused()
     if leftover:
