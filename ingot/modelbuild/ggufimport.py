@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -53,10 +54,14 @@ def default_name(gguf: Path) -> str:
     return f"{stem[:100]}-generic-cpu:1"
 
 
+class InvalidName(GGUFImportError):
+    pass
+
+
 def check_name(name: str) -> str:
     """A model name the cache can hold, with ":1" added when it names no version."""
     if not _NAME.match(name):
-        raise GGUFImportError(f"{name!r} is not a valid model name: use letters, digits, '.', '_' and '-', "
+        raise InvalidName(f"{name!r} is not a valid model name: use letters, digits, '.', '_' and '-', "
                               "optionally followed by ':VERSION'")
     return name if ":" in name else f"{name}:1"
 
@@ -95,7 +100,13 @@ def import_gguf(gguf: Path, models_root: Path, *, name: str | None = None, alias
     folder = model_folder_name(name)
     final = models_root / publisher / folder
 
-    report(0.0, f"hashing {gguf.name}")
+    # Everything that can refuse the file happens before the first progress report, so a caller streaming
+    # progress can still answer a refusal with a proper error.
+    model = GGUFModel(gguf)
+    spec = model.spec
+    tokenizer = tokenizer_files(model, context_length=spec.context_length)
+    report(0.0, f"{gguf.name}: {spec.architecture}, {spec.layers} layers, tensor types "
+                f"{', '.join(f'{k}×{v}' for k, v in sorted(model.tensor_types().items()))}")
     digest = file_digest(gguf)
     key = build_key(digest, accuracy, {"alias": alias, **extra})
     with build_lock(models_root, folder):
@@ -104,13 +115,7 @@ def import_gguf(gguf: Path, models_root: Path, *, name: str | None = None, alias
             report(1.0, f"{name} is up to date")
             return ImportResult(name, final, True, manifest)
         started = time.monotonic()
-        model = GGUFModel(gguf)
-        spec = model.spec
-        report(0.02, f"{gguf.name}: {spec.architecture}, {spec.layers} layers, tensor types "
-                     f"{', '.join(f'{k}×{v}' for k, v in sorted(model.tensor_types().items()))}")
         with staged_model_dir(models_root, publisher, folder) as staging:
-            tokenizer = tokenizer_files(model, context_length=spec.context_length)
-
             def on_layer(message: str) -> None:
                 done, _, total = message.removeprefix("layer ").partition("/")
                 if total.isdigit():
@@ -239,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"{fraction * 100:5.1f}%  {message}", flush=True)
 
+    # A terminated import (the registry cancelling it) unwinds like an exception: the staging folder goes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     try:
         result = import_gguf(args.gguf, home / "models", name=args.name, alias=args.alias, publisher=args.publisher,
                              accuracy=args.accuracy, force=args.force, progress=progress)
@@ -246,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "not_found" if isinstance(exc, FileNotFoundError) else \
             "permission_denied" if isinstance(exc, PermissionError) else "unsupported"
         if args.progress_json:
-            emit({"error": {"kind": kind, "message": str(exc)}})
+            emit({"error": {"kind": kind, "param": "name" if isinstance(exc, InvalidName) else "path",
+                            "message": str(exc)}})
         else:
             print(f"import failed: {exc}", file=sys.stderr)
         return 1

@@ -56,6 +56,7 @@ class GGUFModel:
             raise GGUFImportError(f"{self.path.name} holds a {self.architecture or 'unnamed'!s} model; the importer "
                                f"supports the {', '.join(SUPPORTED_ARCHITECTURES)} architecture")
         self.spec = self._read_spec()
+        self._check_tensor_names()
         self._check_tensor_types()
 
     def field(self, key: str, default: Any = None) -> Any:
@@ -144,6 +145,23 @@ class GGUFModel:
             rope_position_scale=1.0 / factor if scaling == "linear" else 1.0,
             tied_embeddings="output.weight" not in self._tensors,
         )
+
+    def _check_tensor_names(self) -> None:
+        required = {"token_embd.weight", "output_norm.weight"}
+        optional = {"output.weight", "rope_freqs.weight"}
+        for i in range(self.spec.layers):
+            required |= {f"blk.{i}.{part}.weight" for part in ("attn_norm", "attn_q", "attn_k", "attn_v",
+                                                                 "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
+                                                                 "ffn_down")}
+            optional |= {f"blk.{i}.attn_{part}.bias" for part in ("q", "k", "v", "output")}
+        missing = sorted(required - set(self._tensors))
+        unknown = sorted(set(self._tensors) - required - optional)
+        if missing:
+            raise GGUFImportError(f"{self.path.name} lacks tensors a {self.architecture} model needs: "
+                                  f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        if unknown:
+            raise GGUFImportError(f"{self.path.name} holds tensors the importer's {self.architecture} graph has no "
+                                  f"place for: {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
 
     def _check_tensor_types(self) -> None:
         bad = {}
