@@ -59,6 +59,25 @@ def vocabulary() -> tuple[list[str], list[int], list[str]]:
     return tokens, types, merges
 
 
+def sentencepiece_vocabulary() -> tuple[list[str], list[int], list[float]]:
+    """A llama-style sentencepiece BPE: <unk> <s> </s>, the 256 byte-fallback tokens, letters and ▁-words."""
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [2, 3, 3] + [6] * 256
+    scores = [0.0] * len(tokens)
+    pieces: dict[str, float] = {}
+    for word in WORDS:
+        spelled = "\u2581" + word
+        for end in range(1, len(spelled) + 1):
+            pieces.setdefault(spelled[end - 1], -100.0)  # single characters merge last
+            pieces.setdefault(spelled[:end], -float(end) if end > 1 else -100.0)
+    for piece, score in pieces.items():
+        if piece not in tokens:
+            tokens.append(piece)
+            types.append(1)
+            scores.append(score if len(piece) > 1 else -100.0)
+    return tokens, types, scores
+
+
 @dataclass
 class TinySpec:
     layers: int = 2
@@ -71,6 +90,7 @@ class TinySpec:
     eps: float = 1e-5
     tied: bool = True
     architecture: str = "llama"
+    tokenizer: str = "gpt2"
     # GGUF tensor name (without "blk.N.") → type; anything not named is F32 (norms) or `default`.
     types: dict[str, T] = field(default_factory=dict)
     default: T = T.Q4_0
@@ -78,7 +98,11 @@ class TinySpec:
 
 def write_tiny_gguf(path: Path, spec: TinySpec, *, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    tokens, types, merges = vocabulary()
+    if spec.tokenizer == "llama":
+        tokens, types, scores = sentencepiece_vocabulary()
+        merges = None
+    else:
+        tokens, types, merges = vocabulary()
     vocab = len(tokens)
     head_dim = spec.hidden // spec.heads
     writer = GGUFWriter(str(path), spec.architecture)
@@ -93,15 +117,19 @@ def write_tiny_gguf(path: Path, spec: TinySpec, *, seed: int = 0) -> Path:
     writer.add_rope_freq_base(spec.rope_theta)
     writer.add_layer_norm_rms_eps(spec.eps)
     writer.add_vocab_size(vocab)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt-2")
+    writer.add_tokenizer_model(spec.tokenizer)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_token_merges(merges)
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
-    writer.add_pad_token_id(2)
-    writer.add_add_bos_token(False)
+    if merges is None:
+        writer.add_token_scores(scores)
+        writer.add_unk_token_id(0)
+    else:
+        writer.add_tokenizer_pre("gpt-2")
+        writer.add_token_merges(merges)
+        writer.add_pad_token_id(2)
+        writer.add_add_bos_token(False)
     writer.add_chat_template(CHAT_TEMPLATE)
 
     def matrix(name: str, rows: int, cols: int, kind: T | None = None) -> None:

@@ -98,6 +98,26 @@ def test_the_tokenizer_splits_text_as_the_vocabulary_was_merged(tmp_path):
     assert (genai_config["eos_token_id"], genai_config["bos_token_id"], genai_config["type"]) == (2, 1, "llama")
 
 
+def test_a_sentencepiece_vocabulary_becomes_a_byte_fallback_bpe_with_bos(tmp_path):
+    import onnxruntime_genai as og
+    from tokenizers import Tokenizer
+
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf", TinySpec(tokenizer="llama"))
+    result = import_gguf(gguf, tmp_path / "models", name="tiny")
+    ours = Tokenizer.from_file(str(result.path / "tokenizer.json"))
+    text = "hello world, the model!"
+    ids = ours.encode(text).ids
+    pieces = [ours.id_to_token(i) for i in ids]
+    # BOS first (sentencepiece files add it unless they say otherwise), whole ▁-words, bytes for the rest.
+    assert pieces[:3] == ["<s>", "\u2581hello", "\u2581world"] and "<0x2C>" in pieces and "\u2581model" in pieces
+    assert ours.decode(ids) == text
+    # onnxruntime-genai's encode adds no special tokens (ingot's tokenizer service does, when asked to).
+    genai = og.Tokenizer(og.Model(str(result.path)))
+    assert list(genai.encode(text)) == ours.encode(text, add_special_tokens=False).ids == ids[1:]
+    assert genai.decode(ids) == text
+    assert json.loads((result.path / "tokenizer_config.json").read_text())["add_bos_token"] is True
+
+
 def test_an_unsupported_architecture_is_refused_by_name_and_leaves_nothing(tmp_path):
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf", TinySpec(architecture="gemma3"))
     with pytest.raises(GGUFImportError, match="gemma3"):
