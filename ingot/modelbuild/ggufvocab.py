@@ -103,7 +103,7 @@ def tokenizer_files(model: GGUFModel, *, context_length: int) -> TokenizerFiles:
     if template:
         config["chat_template"] = template
     return TokenizerFiles(
-        tokenizer_json=tokenizer.to_str(pretty=False),
+        tokenizer_json=tokenizer.to_str(pretty=True),
         tokenizer_config=config,
         chat_template=template or None,
         bos_token_id=bos_id,

@@ -52,6 +52,25 @@ def test_other_types_import_close_after_8_bit_requantisation(tmp_path):
                                                          "Q4_0": 2}
 
 
+@pytest.mark.parametrize(("accuracy", "levels"), [("fp32", {4: 1, 8: 4}), ("int8", {4: 4, 8: 4}),
+                                                  ("exact", {4: 1, 8: 1})])
+def test_every_matmul_takes_an_integer_zero_point_kernel_at_the_profiles_accuracy_level(tmp_path, accuracy, levels):
+    import onnx
+
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf", TinySpec(tied=False, types=CARRIED))
+    result = import_gguf(gguf, tmp_path / "models", name="tiny", accuracy=accuracy)
+    graph = onnx.load(str(result.path / "model.onnx"), load_external_data=False).graph
+    matmuls = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    attributes = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in matmuls]
+    # No zero-point input: the default integer zero point (8 or 128), never a float one, which onnxruntime's
+    # CPU kernels only serve by dequantising the whole matrix on every call.
+    assert all(len(n.input) < 4 or not n.input[3] for n in matmuls)
+    assert {a["bits"] for a in attributes} == {4, 8}
+    assert all(a["accuracy_level"] == levels[a["bits"]] for a in attributes)
+    rescored = any(n.name.startswith("/lm_head/rescore") for n in graph.node)
+    assert rescored == (levels[4] == 4)  # the Q4_0 lm_head is rescored exactly when it runs on int8 activations
+
+
 @pytest.mark.parametrize("accuracy", ["fp32", "int8"])
 def test_an_imported_tiny_model_generates_with_onnxruntime_genai(tmp_path, accuracy):
     import onnxruntime_genai as og
