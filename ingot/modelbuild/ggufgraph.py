@@ -42,7 +42,7 @@ class Accuracy:
       no fp32-activation kernel for 8-bit weights (it dequantises the whole matrix on every call, ~90x
       slower), so 8-bit matrices stay at level 4; an 8-bit lm_head then has its top logits recomputed
       exactly (`_Graph.lm_head`).
-    - int8: level 4 everywhere, llama.cpp's arithmetic: on SmolLM2 about 1.4x faster at decode, and less
+    - int8: level 4 everywhere, llama.cpp's arithmetic: on SmolLM2 about 1.5x faster at decode, and less
       faithful (top-1 97.5 %, mean KL 0.004).
     - exact: level 1 everywhere, 8-bit matrices included: slow, for checking an import against a reference.
     """
