@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from edge.backends import BACKENDS
-from edge.downloads import DONE_LINE, HEADERS, RESULT_PAUSE_S, _events, early_failure
+from edge.backends import BACKENDS, translated
+from edge.downloads import DONE_LINE, HEADERS, RESULT_PAUSE_S, early_failure
 from edge.errors import Failure
 from edge.parsing import parse_json_object
 from ingot.common.errors import IngotError, InvalidArgument
@@ -63,6 +64,12 @@ def result_json(*, error: str | None = None, name: str = "", path: str = "") -> 
     if error is not None:
         return json.dumps({"success": False, "errorMessage": error.replace("{", "(").replace("}", ")")}) + "\n"
     return json.dumps({"success": True, "errorMessage": None, "name": name, "path": path}) + "\n"
+
+
+async def _events(call) -> AsyncIterator[registry_pb2.ImportModelResponse]:
+    with translated("registry"):
+        async for event in call:
+            yield event
 
 
 @routes.post("/openai/import")
