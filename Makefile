@@ -49,8 +49,10 @@ serve: setup
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# `make bench PEERS=1` also measures the peers that are installed (bench/gguf.py: llama.cpp's llama-server,
+# found through INGOT_LLAMA_SERVER or PATH; see shared/PEERS.md).
 bench: setup
-	$(BIN)/python -m bench
+	PEERS=$(PEERS) $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings

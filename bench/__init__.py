@@ -12,4 +12,5 @@ BENCHMARKS = {
     "constraints": "bench.constraints",
     # Bounded: 4 streams for 1 minute; errors must be 0 and RSS flat after warm-up.
     "soak": "bench.soak",
+    "gguf": "bench.gguf",
 }

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import chat, completions, downloads, embeddings, foundry, health, loading, models, observability, openapi, tokens
+from edge import (chat, completions, downloads, embeddings, foundry, health, imports, loading, models, observability,
+                  openapi, tokens)
 from edge.auth import AUTHENTICATOR, Authenticator, auth_middleware
 from edge.azure import app as azure
 from edge.azure import openai as azure_openai
@@ -58,6 +59,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app.add_routes(health.routes)
     app.add_routes(loading.routes)
     app.add_routes(foundry.routes)
+    app.add_routes(imports.routes)
     app.add_routes(downloads.routes)
     app.add_routes(azure_openai.routes)
     azure.mount(app)

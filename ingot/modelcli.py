@@ -1,8 +1,9 @@
-"""`ingot model list | download NAME | load NAME | unload NAME | rm NAME`: the model commands, over HTTP.
+"""`ingot model list | download NAME | import FILE.gguf | load NAME | unload NAME | rm NAME`, over HTTP.
 
 They talk to a running edge (`--endpoint`, `INGOT_ENDPOINT`) through the same Foundry Local routes the SDKs
-use, so what the command line shows is what any client sees. Downloads draw a progress bar from the
-streamed `Total NN.NN% Downloading FILE` lines.
+use, so what the command line shows is what any client sees. Downloads and imports draw a progress bar from
+the streamed `Total NN.NN% Downloading FILE` / `Total NN.NN% Importing STEP` lines. An import names a file
+the server reads from its own disk (`python -m ingot.modelbuild.ggufimport` imports without a server).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ingot.edgeclient import ClientSettings, CommandError, open_endpoint, reques
 
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 _FILE = re.compile(r"Downloading (.+)$")
+_STEP = re.compile(r"Importing (.+)$")
 
 
 def _model_path(name: str) -> str:
@@ -50,16 +52,10 @@ def list_models(endpoint: str) -> int:
     return 0
 
 
-def download(endpoint: str, name: str, *, token: str | None, custom_dir: str | None) -> int:
-    body: dict[str, Any] = {"model": {"Name": name}, "ignorePipeReport": True}
-    if token:
-        body["token"] = token
-    if custom_dir:
-        body["customDirPath"] = os.path.abspath(custom_dir)
-    result: dict[str, Any] | None = None
-    with open_endpoint(endpoint, "POST", "/openai/download", body=body) as response, \
-            tqdm(total=100.0, desc=name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
-                 file=sys.stderr) as bar:
+def _follow(response, desc: str, detail: re.Pattern[str]) -> dict[str, Any]:
+    """Draw the streamed `Total NN.NN% ...` lines as a progress bar; the final flat JSON object."""
+    with tqdm(total=100.0, desc=desc, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+              file=sys.stderr) as bar:
         final = ""
         for raw in response:
             line = raw.decode("utf-8", errors="replace").strip()
@@ -68,17 +64,41 @@ def download(endpoint: str, name: str, *, token: str | None, custom_dir: str | N
                 continue
             if (match := _PERCENT.search(line)) is not None:
                 bar.update(max(0.0, min(float(match.group(1)), 100.0) - bar.n))
-                if (file := _FILE.search(line)) is not None:
-                    bar.set_postfix_str(file.group(1), refresh=False)
+                if (text := detail.search(line)) is not None:
+                    bar.set_postfix_str(text.group(1), refresh=False)
         try:
             result = json.loads(final)
         except ValueError:
-            raise CommandError(f"the download of {name} ended without a result") from None
+            raise CommandError("the server ended the stream without a result") from None
         if result.get("success"):
             bar.update(100.0 - bar.n)
+    return result
+
+
+def download(endpoint: str, name: str, *, token: str | None, custom_dir: str | None) -> int:
+    body: dict[str, Any] = {"model": {"Name": name}, "ignorePipeReport": True}
+    if token:
+        body["token"] = token
+    if custom_dir:
+        body["customDirPath"] = os.path.abspath(custom_dir)
+    with open_endpoint(endpoint, "POST", "/openai/download", body=body) as response:
+        result = _follow(response, name, _FILE)
     if not result.get("success"):
         raise CommandError(f"downloading {name} failed: {result.get('errorMessage') or 'no reason given'}")
     print(f"{name} is downloaded.")
+    return 0
+
+
+def import_gguf(endpoint: str, path: str, *, name: str | None, alias: str | None, accuracy: str | None,
+                force: bool) -> int:
+    """Import a GGUF file; the path is sent as an absolute path, which the server reads from its own disk."""
+    body: dict[str, Any] = {"path": os.path.abspath(path), "force": force}
+    body.update({k: v for k, v in (("name", name), ("alias", alias), ("accuracy", accuracy)) if v})
+    with open_endpoint(endpoint, "POST", "/openai/import", body=body) as response:
+        result = _follow(response, os.path.basename(path), _STEP)
+    if not result.get("success"):
+        raise CommandError(f"importing {path} failed: {result.get('errorMessage') or 'no reason given'}")
+    print(f"{result.get('name')} is imported ({result.get('path')}).")
     return 0
 
 
@@ -117,6 +137,15 @@ def parser() -> argparse.ArgumentParser:
     down = commands.add_parser("unload", parents=[common], help="unload a model from memory")
     down.add_argument("name")
     down.add_argument("--force", action="store_true", help="even before its TTL ends")
+    imp = commands.add_parser("import", parents=[common],
+                              help="import a GGUF file (llama.cpp / Ollama) into the cache; the server reads it "
+                                   "from its own disk")
+    imp.add_argument("path", help="the .gguf file")
+    imp.add_argument("--name", help="full name to give it (default: <file stem>-generic-cpu:1)")
+    imp.add_argument("--alias", help="a short name requests may use instead")
+    imp.add_argument("--accuracy", choices=("fp32", "int8"),
+                     help="fp32 (default): the GGUF's own fp32 results; int8: llama.cpp's arithmetic, faster")
+    imp.add_argument("--force", action="store_true", help="import again even when already imported")
     rm = commands.add_parser("rm", parents=[common], help="remove a model from the cache")
     rm.add_argument("name")
     rm.add_argument("--force", action="store_true", help="unload it first if it is loaded")
@@ -135,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return load(endpoint, args.name, ttl=args.ttl, ep=args.ep)
         if args.command == "unload":
             return unload(endpoint, args.name, force=args.force)
+        if args.command == "import":
+            return import_gguf(endpoint, args.path, name=args.name, alias=args.alias, accuracy=args.accuracy,
+                               force=args.force)
         return remove(endpoint, args.name, force=args.force)
     except CommandError as exc:
         print(f"ingot model {args.command}: {exc}", file=sys.stderr)

@@ -1,7 +1,8 @@
-"""`python -m ingot.modelbuild --home DIR [--force]`: build the default models into DIR/models.
+"""`python -m ingot.modelbuild --home DIR [--force] [--variants NAME,...]`: build the default models into DIR/models.
 
-Each default model is one builder function `(models_root, *, force, log) -> Path` in DEFAULT_BUILDERS; a
-builder returns early when its folder is already up to date. Exits non-zero when any builder fails.
+Each model is one builder function `(models_root, *, force, log) -> Path`: DEFAULT_BUILDERS always run,
+VARIANT_BUILDERS only when named in `--variants`; a builder returns early when its folder is already up to
+date. Exits non-zero when any builder fails.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import Field
 
 from ingot.common import settings
 from ingot.modelbuild.minilm import build_minilm
-from ingot.modelbuild.smollm2 import build_smollm2
+from ingot.modelbuild.smollm2 import build_smollm2, build_smollm2_int8
 from ingot.modelbuild.staging import purge_stale
 
 Builder = Callable[..., Path]
@@ -26,11 +27,17 @@ DEFAULT_BUILDERS: list[tuple[str, Builder]] = [
     ("smollm2-135m-instruct", build_smollm2),
     ("all-minilm-l6-v2", build_minilm),
 ]
+# Built on request: the int8 SmolLM2 (the default before GGUF import) needs torch and about a minute.
+VARIANT_BUILDERS: dict[str, Builder] = {
+    "smollm2-135m-instruct-int8": build_smollm2_int8,
+}
 
 
 class BuildSettings(settings.SettingsBase):
     home: Path = settings.home_field()
     force: bool = Field(default=False, description="rebuild even when a model is up to date")
+    variants: str = Field(default="", description="also build these variants, comma-separated: "
+                                                  + ", ".join(VARIANT_BUILDERS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,8 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for leftover in purge_stale(models_root):
         log(f"removed stale build leftover {leftover}")
 
+    wanted = [v.strip() for v in config.variants.split(",") if v.strip()]
+    unknown = [v for v in wanted if v not in VARIANT_BUILDERS]
+    if unknown:
+        log(f"unknown variants: {', '.join(unknown)} (known: {', '.join(VARIANT_BUILDERS)})")
+        return 2
     failed = []
-    for name, builder in DEFAULT_BUILDERS:
+    for name, builder in DEFAULT_BUILDERS + [(v, VARIANT_BUILDERS[v]) for v in wanted]:
         started = time.monotonic()
         try:
             path = builder(models_root, force=config.force, log=log)

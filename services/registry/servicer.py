@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import struct_pb2
 
-from ingot.common.errors import InvalidArgument, NotFound, Unavailable
+from ingot.common.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from ingot.common.modelcache import discard, model_lock, read_manifest
 from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2 as pb
@@ -21,6 +21,7 @@ from services.registry import catalog
 from services.registry.cache import CachedModel, resolve, scan
 from services.registry.deployments import Deployments
 from services.registry.downloads import Downloader, Finished, Progress
+from services.registry.imports import PUBLISHER, ImportDone, ImportStep, check_request, run_import
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,29 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
                 elif isinstance(event, Finished):
                     yield pb.DownloadModelResponse(finished=pb.DownloadFinished(
                         name=event.name, path=str(event.path), already_cached=event.already_cached))
+
+    async def ImportModel(self, request: pb.ImportModelRequest,
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ImportModelResponse]:
+        gguf = await asyncio.to_thread(check_request, request.path, request.accuracy)
+        if request.name:
+            # One name, one model: an import may replace an earlier import, never a model from elsewhere.
+            full = (request.name if ":" in request.name else f"{request.name}:1").casefold()
+            existing = next((m for m in await self._scan() if m.id.casefold() == full), None)
+            if existing is not None and existing.path.parent != self.models_root / PUBLISHER:
+                raise AlreadyExists(f"The cache already holds a model named '{existing.id}' (from "
+                                    f"{existing.publisher}); import under another name.", param="name",
+                                    code="model_exists")
+        events = run_import(self.models_root, gguf, name=request.name, alias=request.alias,
+                            accuracy=request.accuracy, force=request.force)
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, ImportStep):
+                    yield pb.ImportModelResponse(progress=pb.ImportProgress(percent=event.percent,
+                                                                             message=event.message))
+                elif isinstance(event, ImportDone):
+                    log.info("%s: imported from %s into %s", event.name, gguf, event.path)
+                    yield pb.ImportModelResponse(finished=pb.ImportFinished(
+                        name=event.name, path=str(event.path), already_imported=event.already_imported))
 
     async def DeleteModel(self, request: pb.DeleteModelRequest,
                           context: grpc.aio.ServicerContext) -> pb.DeleteModelResponse:
