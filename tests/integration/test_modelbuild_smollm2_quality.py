@@ -21,7 +21,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ingot.modelbuild.ggufimport import file_digest
 from ingot.modelbuild.smollm2 import find_gguf
