@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -46,6 +47,14 @@ def translated(service: str) -> Iterator[None]:
             # Every call the edge makes is about a model: a miss that names nothing is the request's `model`.
             error.param = "model"
         raise error from None
+
+
+
+async def translated_stream(call: grpc.aio.UnaryStreamCall, service: str) -> AsyncIterator[Any]:
+    """The messages of a server stream, a failure raised as the IngotError it stands for."""
+    with translated(service):
+        async for message in call:
+            yield message
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,9 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from aiohttp import web
 
-from edge.backends import BACKENDS, translated
+from edge.backends import BACKENDS, translated_stream
 from edge.errors import Failure, openai_body
 from edge.parsing import parse_json_object
 from ingot.common.errors import IngotError, InvalidArgument
@@ -121,11 +120,13 @@ def progress_line(progress: registry_pb2.DownloadProgress) -> str:
     return f"Total {progress.percent:.2f}% Downloading {progress.file}\n"
 
 
-def result_json(error: str | None = None) -> str:
+def result_json(error: str | None = None, **success: str) -> str:
+    """The flat object that ends the body; `success` adds fields to a successful one (the import's name)."""
     if error is not None:
         # The C# SDK parses from the last "{": a brace inside the message would cut the object in two.
         error = error.replace("{", "(").replace("}", ")")
-    return json.dumps({"success": error is None, "errorMessage": error}) + "\n"
+        return json.dumps({"success": False, "errorMessage": error}) + "\n"
+    return json.dumps({"success": True, "errorMessage": None, **success}) + "\n"
 
 
 def early_failure(error: IngotError) -> web.Response:
@@ -138,12 +139,6 @@ def early_failure(error: IngotError) -> web.Response:
     return web.json_response(body, status=failure.status, headers=headers)
 
 
-async def _events(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[registry_pb2.DownloadModelResponse]:
-    with translated("registry"):
-        async for event in call:
-            yield event
-
-
 @routes.post("/openai/download")
 async def download(request: web.Request) -> web.StreamResponse:
     try:
@@ -154,7 +149,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         name=body.name, uri=body.uri, token=body.token, custom_dir=body.custom_dir,
         buffer_size_kb=body.buffer_size_kb))
     try:
-        async with aclosing(_events(call)) as events:
+        async with aclosing(translated_stream(call, "registry")) as events:
             try:
                 first = await anext(events, None)
             except IngotError as error:

@@ -19,7 +19,7 @@ import grpc
 from aiohttp import web
 
 from edge import convert, observability
-from edge.backends import Backends, translated
+from edge.backends import Backends, translated_stream
 from edge.errors import Failure, error_body
 from edge.schemas import Usage
 from edge.sse import EventStream
@@ -48,12 +48,6 @@ async def chat_model(backends: Backends, name: str, route: str) -> registry_pb2.
     return model
 
 
-async def _messages(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[inference_pb2.GenerateResponse]:
-    with translated("inference"):
-        async for message in call:
-            yield message
-
-
 _END = object()
 
 
@@ -65,7 +59,7 @@ async def merged(calls: Sequence[grpc.aio.UnaryStreamCall]) -> AsyncIterator[Tag
 
     async def pump(position: int, call: grpc.aio.UnaryStreamCall) -> None:
         try:
-            async for message in _messages(call):
+            async for message in translated_stream(call, "inference"):
                 await queue.put((position, message))
         except Exception as error:  # noqa: BLE001 - handed to the reader, which raises it
             await queue.put((position, error))

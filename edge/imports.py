@@ -12,16 +12,14 @@ missing file, 400 for a file the importer cannot read, naming what); a later one
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from edge.backends import BACKENDS, translated
-from edge.downloads import DONE_LINE, HEADERS, RESULT_PAUSE_S, early_failure
+from edge.backends import BACKENDS, translated_stream
+from edge.downloads import DONE_LINE, HEADERS, RESULT_PAUSE_S, early_failure, result_json
 from edge.errors import Failure
 from edge.parsing import parse_json_object
 from ingot.common.errors import IngotError, InvalidArgument
@@ -60,18 +58,6 @@ def parse_import_body(body: bytes) -> ImportBody:
                       force=force)
 
 
-def result_json(*, error: str | None = None, name: str = "", path: str = "") -> str:
-    if error is not None:
-        return json.dumps({"success": False, "errorMessage": error.replace("{", "(").replace("}", ")")}) + "\n"
-    return json.dumps({"success": True, "errorMessage": None, "name": name, "path": path}) + "\n"
-
-
-async def _events(call) -> AsyncIterator[registry_pb2.ImportModelResponse]:
-    with translated("registry"):
-        async for event in call:
-            yield event
-
-
 @routes.post("/openai/import")
 async def import_model(request: web.Request) -> web.StreamResponse:
     try:
@@ -81,7 +67,7 @@ async def import_model(request: web.Request) -> web.StreamResponse:
     call = request.config_dict[BACKENDS].registry.ImportModel(registry_pb2.ImportModelRequest(
         path=body.path, name=body.name, alias=body.alias, accuracy=body.accuracy, force=body.force))
     try:
-        async with aclosing(_events(call)) as events:
+        async with aclosing(translated_stream(call, "registry")) as events:
             try:
                 first = await anext(events, None)
             except IngotError as error:
