@@ -190,10 +190,13 @@ class FirstMessageDeadline:
     async def __aiter__(self):
         messages = self._call.__aiter__()
         try:
-            first = await asyncio.wait_for(anext(messages), self._timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as the first message
+            # arrives, and the reader of this call then waits on a generation nobody wants.
+            async with asyncio.timeout(self._timeout):
+                first = await anext(messages)
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._call.cancel()
             raise DeadlineExceeded(f"The inference service sent nothing within {self._timeout:g} s.") from None
         yield first

@@ -53,8 +53,8 @@ _END = object()
 
 async def merged(calls: Sequence[grpc.aio.UnaryStreamCall]) -> AsyncIterator[Tagged]:
     """The messages of every call as they arrive, each tagged with its call's position. The first failure
-    of any call ends the whole stream with that failure. Closing the stream stops reading every call; the
-    caller still cancels the calls themselves."""
+    of any call ends the whole stream with that failure. Closing the stream cancels every call still running,
+    so no read can keep the close waiting."""
     queue: asyncio.Queue = asyncio.Queue(maxsize=_MERGE_BUFFER)
 
     async def pump(position: int, call: grpc.aio.UnaryStreamCall) -> None:
@@ -78,6 +78,8 @@ async def merged(calls: Sequence[grpc.aio.UnaryStreamCall]) -> AsyncIterator[Tag
             else:
                 yield position, item
     finally:
+        for call in calls:
+            call.cancel()
         for task in pumps:
             task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)

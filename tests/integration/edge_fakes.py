@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from edge.settings import EdgeSettings
@@ -158,34 +159,48 @@ class FakeInference(inference_grpc.InferenceServiceServicer):
             message.prompt_logprobs.extend(_logprob(self.spell(token), top) for token in request.prompt_token_ids[1:])
         return message
 
+    def _count_cancel(self, finished: list[bool]) -> None:
+        if not finished:
+            self.cancellations += 1
+            self.cancelled.set()
+
     async def Generate(self, request, context):
         self.requests.append(request)
         self.started.set()
-        script = self.script
+        # A cancel that lands while grpc writes a yielded message is raised in grpc's loop, outside this
+        # generator, and context.cancelled() still says False in the done callback: so an RPC that ended
+        # before this generator did counts as cancelled.
+        finished: list[bool] = []
+        context.add_done_callback(lambda _: self._count_cancel(finished))
         try:
-            if script.fail_first:
-                raise script.fail_first
-            ends = not (script.hang or script.endless or script.fail_after)
-            choices = max(request.n, 1)
-            for step, piece in enumerate(script.pieces):
-                last = ends and step == len(script.pieces) - 1
-                for index in range(choices):
-                    if script.tell_prompt:
-                        piece = f"{list(request.prompt_token_ids)}#{index}".replace(",", "")
-                    message = self._message(request, index, piece, step == 0, last, script.pieces)
-                    message.tool_calls.extend(script.tool_calls.get(step, []))
-                    yield message
-            if script.fail_after:
-                raise script.fail_after
-            if script.hang:
-                await asyncio.Event().wait()
-            while script.endless:
-                await asyncio.sleep(0.01)
-                yield inference_pb2.GenerateResponse(token_ids=[7], text=" more")
-        except asyncio.CancelledError:
-            self.cancellations += 1
-            self.cancelled.set()
+            async for message in self._script_messages(request):
+                yield message
+        except Exception:
+            finished.append(True)
             raise
+        finished.append(True)
+
+    async def _script_messages(self, request) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        script = self.script
+        if script.fail_first:
+            raise script.fail_first
+        ends = not (script.hang or script.endless or script.fail_after)
+        choices = max(request.n, 1)
+        for step, piece in enumerate(script.pieces):
+            last = ends and step == len(script.pieces) - 1
+            for index in range(choices):
+                if script.tell_prompt:
+                    piece = f"{list(request.prompt_token_ids)}#{index}".replace(",", "")
+                message = self._message(request, index, piece, step == 0, last, script.pieces)
+                message.tool_calls.extend(script.tool_calls.get(step, []))
+                yield message
+        if script.fail_after:
+            raise script.fail_after
+        if script.hang:
+            await asyncio.Event().wait()
+        while script.endless:
+            await asyncio.sleep(0.01)
+            yield inference_pb2.GenerateResponse(token_ids=[7], text=" more")
 
 
 def _service_name(module, service: str) -> str:
