@@ -146,6 +146,11 @@ class FakeCall:
     def __init__(self, messages, error: Exception | None = None, hang: bool = False) -> None:
         self._messages, self._error, self._hang = messages, error, hang
         self.finished = asyncio.Event()
+        self.cancelled = False
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
 
     async def __aiter__(self):
         try:
@@ -166,7 +171,7 @@ async def test_merged_tags_every_message_with_its_call() -> None:
     assert seen == [(0, "a"), (0, "b"), (1, "c")]
 
 
-async def test_merged_ends_with_the_first_failure_and_stops_reading_the_rest() -> None:
+async def test_merged_ends_with_the_first_failure_and_cancels_the_rest() -> None:
     hanging = FakeCall([pb.GenerateResponse(text="x")], hang=True)
     failing = FakeCall([], error=InvalidArgument("bad", param="prompt"))
     stream = merged([hanging, failing])
@@ -174,3 +179,4 @@ async def test_merged_ends_with_the_first_failure_and_stops_reading_the_rest() -
         async for _ in stream:
             pass
     await asyncio.wait_for(hanging.finished.wait(), 5)
+    assert hanging.cancelled
