@@ -12,8 +12,6 @@ costs the inference service. Targets from issue 9 are checked and printed as met
 
 from __future__ import annotations
 
-import asyncio
-import json
 import statistics
 import time
 from pathlib import Path
@@ -22,24 +20,11 @@ from typing import Any
 import httpx
 
 from bench.mesh import Mesh
+from bench.streams import MAX_TOKENS, Server, one, percentile, prompts, wave
 
 MODEL = "SmolLM2-135M-Instruct-generic-cpu:1"
 FOLDER = Path("models/HuggingFaceTB/SmolLM2-135M-Instruct-generic-cpu-1")
-MAX_TOKENS = 128
 LEVELS = (1, 4, 8, 16)
-ANIMALS = ("dragon", "fox", "whale", "owl", "tiger", "otter", "crow", "bear", "wolf", "heron", "lynx", "mole",
-           "eagle", "horse", "goat", "seal", "crane", "moth", "frog", "hare")
-SKILLS = ("paint", "sing", "sail", "cook", "dance", "swim", "write poems", "build boats", "play chess", "knit")
-
-
-def prompts(count: int, offset: int = 0) -> list[str]:
-    return [f"Write a long story about a {ANIMALS[(offset + i) % len(ANIMALS)]} who learns to "
-            f"{SKILLS[(offset + i) // len(ANIMALS) % len(SKILLS)]}." for i in range(count)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Raw:
@@ -77,76 +62,38 @@ class Raw:
         return {"ttft": first - started, "tokens": tokens, "decode": (tokens - 1) / (ended - first)}
 
 
-async def ingot_stream(client: httpx.AsyncClient, text: str) -> dict[str, float]:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": MAX_TOKENS,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
-    started = time.perf_counter()
-    first = last = None
-    tokens = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                last = time.perf_counter()
-                first = first or last
-    assert first is not None and last is not None and tokens
-    return {"ttft": first - started, "tokens": tokens, "decode": (tokens - 1) / max(last - first, 1e-9),
-            "latency": time.perf_counter() - started}
-
-
-async def wave(base_url: str, streams: int, offset: int) -> dict[str, Any]:
-    """`streams` requests started together; aggregate tokens/s over the wave's wall time."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=64)) as client:
-        started = time.perf_counter()
-        results = await asyncio.gather(*(ingot_stream(client, text) for text in prompts(streams, offset)))
-        wall = time.perf_counter() - started
-    latencies = [r["latency"] for r in results]
-    return {"streams": streams, "aggregate_tps": sum(r["tokens"] for r in results) / wall,
-            "latency_p50": statistics.median(latencies), "latency_p95": percentile(latencies, 0.95),
-            "ttft_p50": statistics.median(r["ttft"] for r in results)}
-
-
 def run(config) -> dict[str, Any]:
     folder = config.home / FOLDER
     rounds = max(config.rounds, 3)
     with Mesh(config.home) as mesh:
+        ingot = Server(mesh.base_url, MODEL)
         idle_baseline = mesh.rss_mb("inference")
         httpx.get(f"{mesh.base_url}/openai/load/{MODEL}", timeout=120).raise_for_status()
         idle_loaded = mesh.rss_mb("inference")
         raw = Raw(folder)
         texts = prompts(rounds, offset=3)
         raw.stream(texts[0])
-        asyncio.run(wave(mesh.base_url, 1, 0))  # warm both paths before measuring
+        wave(ingot, 1, 0)  # warm both paths before measuring
         raw_runs, ingot_runs = [], []
         for text in texts:
             raw_runs.append(raw.stream(text))
-            ingot_runs.append(asyncio.run(_one(mesh.base_url, text)))
-        levels = [asyncio.run(wave(mesh.base_url, streams, offset=7 * streams)) for streams in LEVELS]
+            ingot_runs.append(one(ingot, text))
+        levels = [wave(ingot, streams, offset=7 * streams) for streams in LEVELS]
         peak = {name: round(mesh.rss_mb(name, "VmHWM"), 1) for name in mesh.pids}
     model_mb = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
-    one = _summary(raw_runs, ingot_runs)
+    one_ = _summary(raw_runs, ingot_runs)
     by_level = {level["streams"]: level for level in levels}
     targets = {
-        "one stream decode >= 0.95 x raw": one["decode_ratio"] >= 0.95,
-        "one stream TTFT <= raw + 10 ms": one["ingot_ttft_p50"] <= one["raw_ttft_p50"] + 0.010,
+        "one stream decode >= 0.95 x raw": one_["decode_ratio"] >= 0.95,
+        "one stream TTFT <= raw + 10 ms": one_["ingot_ttft_p50"] <= one_["raw_ttft_p50"] + 0.010,
         "8 streams aggregate >= 2.5 x one stream": by_level[8]["aggregate_tps"] >= 2.5 * by_level[1]["aggregate_tps"],
         "8 streams p95 latency <= 2 x median": by_level[8]["latency_p95"] <= 2 * by_level[8]["latency_p50"],
         "idle model RSS <= 2 x its files": idle_loaded - idle_baseline <= 2 * model_mb,
     }
-    _print(one, levels, peak, idle_baseline, idle_loaded, model_mb, targets)
-    return {"one_stream": one, "levels": levels, "peak_rss_mb": peak,
+    _print(one_, levels, peak, idle_baseline, idle_loaded, model_mb, targets)
+    return {"one_stream": one_, "levels": levels, "peak_rss_mb": peak,
             "idle_model": {"baseline_mb": idle_baseline, "loaded_mb": idle_loaded, "files_mb": model_mb},
             "targets": targets, "max_tokens": MAX_TOKENS}
-
-
-async def _one(base_url: str, text: str) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
-        return await ingot_stream(client, text)
 
 
 def _summary(raw_runs: list[dict], ingot_runs: list[dict]) -> dict[str, float]:
