@@ -49,8 +49,9 @@ serve: setup
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# `make bench PEERS=1` also measures the peers that are installed (bench/gguf.py: llama.cpp's llama-server,
-# found through INGOT_LLAMA_SERVER or PATH; see shared/PEERS.md).
+# `make bench PEERS=1` also measures llama.cpp's llama-server on the same GGUF (chat and gguf benchmarks):
+# INGOT_LLAMA_SERVER or a llama-server on PATH, else bench/peers.py builds one once from the llama-cpp-python
+# sdist into $(INGOT_HOME)/peers/ (a few minutes; nothing of llama.cpp enters the repo).
 bench: setup
 	PEERS=$(PEERS) $(BIN)/python -m bench
 

@@ -4,6 +4,9 @@
 - ingot: the same prompts as streamed chat completions over HTTP (a raw SSE client, so the client's own
   cost stays out of the figures), greedy, one distinct prompt per request (ingot has no prompt cache, but
   a fair comparison with servers that do needs distinct prompts).
+- llama.cpp (PEERS=1): llama.cpp's `llama-server` on the GGUF file the default model is built from, 16 slots
+  with continuous batching and 2 threads, measured after ingot with the same prompts and client, its prompt
+  cache off. The binary comes from bench/peers.py (built once and cached under $INGOT_HOME/peers/).
 
 Figures: time to first token (p50, p95), decode tokens/s of one stream, aggregate generated tokens/s and
 request latency at 1, 4, 8 and 16 concurrent streams, each service's peak RSS, and what a loaded idle model
@@ -12,9 +15,7 @@ costs the inference service. Targets from issue 9 are checked and printed as met
 
 from __future__ import annotations
 
-import asyncio
-import json
-import statistics
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,14 @@ from typing import Any
 import httpx
 
 from bench.mesh import Mesh
+from bench.peers import LlamaServerProcess, llama_server
+from bench.streams import MAX_TOKENS, Server, one, one_stream, prompts, wave
 
 MODEL = "SmolLM2-135M-Instruct-generic-cpu:1"
 FOLDER = Path("models/HuggingFaceTB/SmolLM2-135M-Instruct-generic-cpu-1")
-MAX_TOKENS = 128
 LEVELS = (1, 4, 8, 16)
-ANIMALS = ("dragon", "fox", "whale", "owl", "tiger", "otter", "crow", "bear", "wolf", "heron", "lynx", "mole",
-           "eagle", "horse", "goat", "seal", "crane", "moth", "frog", "hare")
-SKILLS = ("paint", "sing", "sail", "cook", "dance", "swim", "write poems", "build boats", "play chess", "knit")
-
-
-def prompts(count: int, offset: int = 0) -> list[str]:
-    return [f"Write a long story about a {ANIMALS[(offset + i) % len(ANIMALS)]} who learns to "
-            f"{SKILLS[(offset + i) // len(ANIMALS) % len(SKILLS)]}." for i in range(count)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+# 16 slots so that 16 concurrent streams are batched, not queued; 1024 tokens of context each.
+LLAMA_ARGS = ["-np", "16", "-c", "16384", "--cont-batching", "-t", "2", "--jinja"]
 
 
 class Raw:
@@ -77,105 +68,112 @@ class Raw:
         return {"ttft": first - started, "tokens": tokens, "decode": (tokens - 1) / (ended - first)}
 
 
-async def ingot_stream(client: httpx.AsyncClient, text: str) -> dict[str, float]:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": MAX_TOKENS,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
-    started = time.perf_counter()
-    first = last = None
-    tokens = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                last = time.perf_counter()
-                first = first or last
-    assert first is not None and last is not None and tokens
-    return {"ttft": first - started, "tokens": tokens, "decode": (tokens - 1) / max(last - first, 1e-9),
-            "latency": time.perf_counter() - started}
-
-
-async def wave(base_url: str, streams: int, offset: int) -> dict[str, Any]:
-    """`streams` requests started together; aggregate tokens/s over the wave's wall time."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=64)) as client:
-        started = time.perf_counter()
-        results = await asyncio.gather(*(ingot_stream(client, text) for text in prompts(streams, offset)))
-        wall = time.perf_counter() - started
-    latencies = [r["latency"] for r in results]
-    return {"streams": streams, "aggregate_tps": sum(r["tokens"] for r in results) / wall,
-            "latency_p50": statistics.median(latencies), "latency_p95": percentile(latencies, 0.95),
-            "ttft_p50": statistics.median(r["ttft"] for r in results)}
-
-
 def run(config) -> dict[str, Any]:
     folder = config.home / FOLDER
     rounds = max(config.rounds, 3)
+    texts = prompts(rounds, offset=3)
+    # Built (once) before anything is measured, so that a failed build costs no measurements.
+    binary = llama_server(config.home) if os.environ.get("PEERS") == "1" else None
     with Mesh(config.home) as mesh:
+        ingot = Server(mesh.base_url, MODEL)
         idle_baseline = mesh.rss_mb("inference")
         httpx.get(f"{mesh.base_url}/openai/load/{MODEL}", timeout=120).raise_for_status()
         idle_loaded = mesh.rss_mb("inference")
         raw = Raw(folder)
-        texts = prompts(rounds, offset=3)
         raw.stream(texts[0])
-        asyncio.run(wave(mesh.base_url, 1, 0))  # warm both paths before measuring
+        wave(ingot, 1, 0)  # warm both paths before measuring
         raw_runs, ingot_runs = [], []
         for text in texts:
             raw_runs.append(raw.stream(text))
-            ingot_runs.append(asyncio.run(_one(mesh.base_url, text)))
-        levels = [asyncio.run(wave(mesh.base_url, streams, offset=7 * streams)) for streams in LEVELS]
+            ingot_runs.append(one(ingot, text))
+        levels = [wave(ingot, streams, offset=7 * streams) for streams in LEVELS]
         peak = {name: round(mesh.rss_mb(name, "VmHWM"), 1) for name in mesh.pids}
+    llama = _llama_cpp(binary, texts) if binary else None
     model_mb = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
-    one = _summary(raw_runs, ingot_runs)
+    one_ = _summary(raw_runs, ingot_runs)
     by_level = {level["streams"]: level for level in levels}
     targets = {
-        "one stream decode >= 0.95 x raw": one["decode_ratio"] >= 0.95,
-        "one stream TTFT <= raw + 10 ms": one["ingot_ttft_p50"] <= one["raw_ttft_p50"] + 0.010,
+        "one stream decode >= 0.95 x raw": one_["decode_ratio"] >= 0.95,
+        "one stream TTFT <= raw + 10 ms": one_["ingot_ttft_p50"] <= one_["raw_ttft_p50"] + 0.010,
         "8 streams aggregate >= 2.5 x one stream": by_level[8]["aggregate_tps"] >= 2.5 * by_level[1]["aggregate_tps"],
         "8 streams p95 latency <= 2 x median": by_level[8]["latency_p95"] <= 2 * by_level[8]["latency_p50"],
         "idle model RSS <= 2 x its files": idle_loaded - idle_baseline <= 2 * model_mb,
     }
-    _print(one, levels, peak, idle_baseline, idle_loaded, model_mb, targets)
-    return {"one_stream": one, "levels": levels, "peak_rss_mb": peak,
+    if llama:
+        ratios = {"one_stream_decode": one_["ingot_decode_tps"] / llama["one_stream"]["decode_tps"]}
+        for streams, level in zip(LEVELS, llama["levels"]):
+            ratios[f"aggregate_{streams}"] = by_level[streams]["aggregate_tps"] / level["aggregate_tps"]
+        llama["ratios"] = ratios
+        targets["8 streams aggregate >= 1.0 x llama.cpp"] = llama["ratios"]["aggregate_8"] >= 1.0
+    _print(one_, levels, llama, peak, idle_baseline, idle_loaded, model_mb, targets)
+    return {"one_stream": one_, "levels": levels, "llama_cpp": llama, "peak_rss_mb": peak,
             "idle_model": {"baseline_mb": idle_baseline, "loaded_mb": idle_loaded, "files_mb": model_mb},
             "targets": targets, "max_tokens": MAX_TOKENS}
 
 
-async def _one(base_url: str, text: str) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
-        return await ingot_stream(client, text)
+def _llama_cpp(binary: Path, texts: list[str]) -> dict[str, Any]:
+    """llama-server on the default model's GGUF: one stream over `texts`, then the concurrency levels."""
+    from ingot.modelbuild.smollm2 import find_gguf
+
+    gguf = find_gguf()
+    print(f"  measuring llama.cpp: {binary} -m {gguf.name} {' '.join(LLAMA_ARGS)}", flush=True)
+    with LlamaServerProcess(binary, gguf, LLAMA_ARGS) as process:
+        server = Server(process.base_url, gguf.stem, {"cache_prompt": False})
+        wave(server, 1, 0)  # warm-up, as for ingot
+        runs = [one(server, text) for text in texts]
+        levels = [wave(server, streams, offset=7 * streams) for streams in LEVELS]
+    return {"binary": str(binary), "gguf": str(gguf), "args": LLAMA_ARGS, "one_stream": one_stream(runs),
+            "levels": levels}
 
 
 def _summary(raw_runs: list[dict], ingot_runs: list[dict]) -> dict[str, float]:
-    raw_decode = statistics.median(r["decode"] for r in raw_runs)
-    ingot_decode = statistics.median(r["decode"] for r in ingot_runs)
+    raw, ingot = one_stream(raw_runs), one_stream(ingot_runs)
     return {
-        "raw_decode_tps": raw_decode, "ingot_decode_tps": ingot_decode, "decode_ratio": ingot_decode / raw_decode,
-        "raw_ttft_p50": statistics.median(r["ttft"] for r in raw_runs),
-        "raw_ttft_p95": percentile([r["ttft"] for r in raw_runs], 0.95),
-        "ingot_ttft_p50": statistics.median(r["ttft"] for r in ingot_runs),
-        "ingot_ttft_p95": percentile([r["ttft"] for r in ingot_runs], 0.95),
+        "raw_decode_tps": raw["decode_tps"], "ingot_decode_tps": ingot["decode_tps"],
+        "decode_ratio": ingot["decode_tps"] / raw["decode_tps"],
+        "raw_ttft_p50": raw["ttft_p50"], "raw_ttft_p95": raw["ttft_p95"],
+        "ingot_ttft_p50": ingot["ttft_p50"], "ingot_ttft_p95": ingot["ttft_p95"],
     }
 
 
-def _print(one, levels, peak, idle_baseline, idle_loaded, model_mb, targets) -> None:
-    print(f"one stream ({MAX_TOKENS} tokens, greedy)   raw          ingot        ingot/raw")
-    print(f"  decode tokens/s              {one['raw_decode_tps']:8.1f}     {one['ingot_decode_tps']:8.1f}     "
-          f"{one['decode_ratio']:6.2f}")
-    print(f"  time to first token p50      {one['raw_ttft_p50'] * 1000:6.1f} ms    {one['ingot_ttft_p50'] * 1000:6.1f} ms"
-          f"    {(one['ingot_ttft_p50'] - one['raw_ttft_p50']) * 1000:+.1f} ms")
-    print(f"  time to first token p95      {one['raw_ttft_p95'] * 1000:6.1f} ms    {one['ingot_ttft_p95'] * 1000:6.1f} ms")
-    base = levels[0]["aggregate_tps"]
-    print("concurrent streams   aggregate tokens/s   x one stream   latency p50   latency p95   TTFT p50")
-    for level in levels:
-        print(f"  {level['streams']:>4}               {level['aggregate_tps']:8.1f}             "
-              f"{level['aggregate_tps'] / base:5.2f}        {level['latency_p50']:6.2f} s     "
-              f"{level['latency_p95']:6.2f} s    {level['ttft_p50'] * 1000:6.0f} ms")
+def _print(one_, levels, llama, peak, idle_baseline, idle_loaded, model_mb, targets) -> None:
+    def row(label: str, *cells: str, width: int = 32) -> str:
+        return f"{label:<{width}}" + "".join(f"{cell:>16}" for cell in cells)
+
+    def ms(seconds: float, sign: str = "") -> str:
+        return f"{seconds * 1000:{sign}.1f} ms"
+
+    table = [row(f"one stream ({MAX_TOKENS} tokens, greedy)", "raw", "ingot", "ingot/raw"),
+             row("  decode tokens/s", f"{one_['raw_decode_tps']:.1f}", f"{one_['ingot_decode_tps']:.1f}",
+                 f"{one_['decode_ratio']:.2f}"),
+             row("  time to first token p50", ms(one_["raw_ttft_p50"]), ms(one_["ingot_ttft_p50"]),
+                 ms(one_["ingot_ttft_p50"] - one_["raw_ttft_p50"], "+")),
+             row("  time to first token p95", ms(one_["raw_ttft_p95"]), ms(one_["ingot_ttft_p95"]), "")]
+    if llama:
+        peer = llama["one_stream"]
+        table[0] += row("", "llama.cpp", "ingot/llama.cpp", width=0)
+        table[1] += row("", f"{peer['decode_tps']:.1f}", f"{one_['ingot_decode_tps'] / peer['decode_tps']:.2f}",
+                        width=0)
+        table[2] += row("", ms(peer["ttft_p50"]), ms(one_["ingot_ttft_p50"] - peer["ttft_p50"], "+"), width=0)
+        table[3] += row("", ms(peer["ttft_p95"]), width=0)
+    table.append(row("concurrent streams   server", "aggregate tok/s", "x one stream", "latency p50", "latency p95",
+                     "TTFT p50"))
+    servers = [("ingot", levels)] + ([("llama.cpp", llama["levels"])] if llama else [])
+    for i, streams in enumerate(LEVELS):
+        for name, figures in servers:
+            level, scaling = figures[i], figures[i]["aggregate_tps"] / figures[0]["aggregate_tps"]
+            table.append(row(f"  {streams if name == 'ingot' else '':>4}               {name}",
+                             f"{level['aggregate_tps']:.1f}", f"{scaling:.2f}",
+                             f"{level['latency_p50']:.2f} s", f"{level['latency_p95']:.2f} s",
+                             f"{level['ttft_p50'] * 1000:.0f} ms"))
+    if llama:
+        table.append(f"  ingot/llama.cpp aggregate tokens/s: {llama['ratios']['aggregate_1']:.2f} at 1 stream, "
+                     f"{llama['ratios']['aggregate_8']:.2f} at 8 streams")
+    print("\n".join(line.rstrip() for line in table))
     print("peak RSS (MB): " + ", ".join(f"{name} {mb}" for name, mb in peak.items()))
     print(f"idle model: inference RSS {idle_baseline:.0f} MB empty, {idle_loaded:.0f} MB loaded "
           f"(+{idle_loaded - idle_baseline:.0f} MB for {model_mb:.0f} MB of files)")
     for name, met in targets.items():
         print(f"  [{'met' if met else 'NOT met'}] {name}")
+    if not llama:
+        print("  llama.cpp skipped: PEERS=1 measures llama.cpp's llama-server on the same GGUF (built once)")

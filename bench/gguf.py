@@ -8,8 +8,8 @@ slows every engine alike:
   into a scratch folder for the run;
 - int8: the variant `SmolLM2-135M-Instruct-int8-generic-cpu:1` (transformers + the onnxruntime-genai builder),
   built on first use (about a minute, needs torch);
-- llama.cpp (PEERS=1): `llama-server` (INGOT_LLAMA_SERVER, else on PATH; see shared/PEERS.md) on the same
-  GGUF with 2 threads, its own timings from `/completion` with the prompt cache off.
+- llama.cpp (PEERS=1): `llama-server` (bench/peers.py: INGOT_LLAMA_SERVER, else on PATH, else built once into
+  $INGOT_HOME/peers/) on the same GGUF with 2 threads, its own timings from `/completion`, prompt cache off.
 
 Prefill is timed on a ~250-token prompt, decode over 128 forced tokens (EOS ignored). Ratios are import over
 each other engine.
@@ -20,15 +20,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from bench.peers import LlamaServerProcess, llama_server
 
 DEFAULT = Path("models/HuggingFaceTB/SmolLM2-135M-Instruct-generic-cpu-1")
 DECODE_TOKENS = 128
@@ -93,24 +93,10 @@ class Engine:
 class LlamaServer:
     """llama.cpp's `llama-server` on the GGUF; its own timings, prompt cache off."""
 
-    def __init__(self, binary: str, gguf: Path) -> None:
+    def __init__(self, binary: Path, gguf: Path) -> None:
         self.name = "llama.cpp"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.process = subprocess.Popen(
-            [binary, "-m", str(gguf), "-t", "2", "-np", "1", "-c", "4096", "--jinja", "--host", "127.0.0.1",
-             "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        self.close()
-        raise RuntimeError("llama-server did not become healthy within 120 s")
+        self.server = LlamaServerProcess(binary, gguf, ["-t", "2", "-np", "1", "-c", "4096", "--jinja"])
+        self.port = self.server.port
 
     def _complete(self, text: str, n_predict: int) -> dict[str, Any]:
         prompt = f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
@@ -127,11 +113,7 @@ class LlamaServer:
         return {"prefill": prefill, "decode": decode}
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        self.server.close()
 
 
 def _ensure_int8(home: Path) -> Path:
@@ -156,11 +138,7 @@ def run(config) -> dict[str, Any]:
         fast = import_gguf(gguf, scratch / "models", name="smollm2-import-int8", accuracy="int8")
         engines = [Engine("import", default), Engine("import-int8", fast.path), Engine("int8", _ensure_int8(home))]
         if os.environ.get("PEERS") == "1":
-            binary = os.environ.get("INGOT_LLAMA_SERVER") or shutil.which("llama-server")
-            if binary:
-                engines.append(LlamaServer(binary, gguf))
-            else:
-                print("  PEERS=1 but no llama-server (INGOT_LLAMA_SERVER or PATH): llama.cpp skipped", flush=True)
+            engines.append(LlamaServer(llama_server(home), gguf))
         for engine in engines:
             engine.measure(rounds)  # warm-up round with a prompt the measured rounds do not use
         runs: dict[str, list[dict[str, float]]] = {engine.name: [] for engine in engines}
