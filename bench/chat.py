@@ -15,6 +15,7 @@ costs the inference service. Targets from issue 9 are checked and printed as met
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -34,15 +35,21 @@ LLAMA_ARGS = ["-np", "16", "-c", "16384", "--cont-batching", "-t", "2", "--jinja
 
 
 class Raw:
-    """The baseline: the model folder through onnxruntime-genai's Generator in this process."""
+    """The baseline: the model folder through onnxruntime-genai's Generator in this process, with the thread
+    settings the inference service uses by default (one thread per CPU, no spinning)."""
 
     def __init__(self, folder: Path) -> None:
         import onnxruntime_genai as og
         from jinja2.sandbox import ImmutableSandboxedEnvironment
         from tokenizers import Tokenizer
 
+        from services.inference.models import CpuThreads
+
         self.og = og
-        self.model = og.Model(str(folder))
+        config = og.Config(str(folder))
+        self.threads = CpuThreads.for_host()
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": self.threads.session_options()}}}))
+        self.model = og.Model(config)
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         template = (folder / "chat_template.jinja").read_text()
         self.template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # How often an idle engine wakes to unload models whose TTL ran out.
 _IDLE_TICK_S = 1.0
+# The longest a burst may keep its first request waiting, in batch windows.
+_BURST_WINDOWS = 4
 
 
 @dataclass(eq=False)
@@ -76,8 +78,8 @@ def asyncio_emitter(loop: asyncio.AbstractEventLoop, sink: asyncio.Queue[Event])
 class Engine:
     def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int, max_batch: int = 8,
                  batch_window: float = 0.0, default_ttl: int = 0, memory_budget_bytes: int = 0,
-                 intra_op_threads: int = 0) -> None:
-        self._intra_op_threads = intra_op_threads
+                 threads: models.CpuThreads | None = None) -> None:
+        self._threads = threads
         self._max_active = max_active
         self._max_batch = max_batch
         self._batch_window = batch_window
@@ -234,9 +236,9 @@ class Engine:
             self._models.pop(victim.id)
         started = time.perf_counter()
         model = models.load(info, execution_provider=execution_provider, device_id=self.device_id,
-                            ttl_seconds=self._default_ttl, intra_op_threads=self._intra_op_threads)
+                            ttl_seconds=self._default_ttl, threads=self._threads)
         self._models[info.id] = model
-        log.info("loaded %s from %s on %s in %.2f s", info.id, info.path, model.execution_provider,
+        log.info("loaded %s from %s on %s (%s) in %.2f s", info.id, info.path, model.execution_provider, self._threads,
                  time.perf_counter() - started)
         return model
 
@@ -267,41 +269,63 @@ class Engine:
             self._models.pop(model.id)
 
     def _admission_hold(self) -> float:
-        """Seconds to hold waiting sequences back so that requests arriving together (a few ms apart, after
-        their tokenizer call) share one batch instead of each starting a generator of its own; 0: admit now."""
-        if not self._waiting or self._batch_window <= 0 or len(self._waiting) >= self._max_batch:
+        """Seconds to hold the waiting sequences back before admitting them; 0: admit now."""
+        if not self._waiting or batch_key(self._waiting[0], self._prefill_chunk) is None:
             return 0.0
-        oldest = self._waiting[0]
-        if batch_key(oldest, self._prefill_chunk) is None:
+        return self._hold(self._waiting)
+
+    def _hold(self, rows) -> float:
+        """How much longer `rows` (batchable, in arrival order) should wait for company, so that requests
+        arriving together share one batch instead of each starting a generator of its own (a generator
+        cannot take rows later).
+
+        A burst reaches the engine spread out: the edge handles its requests one after another, a few ms
+        each. So the window runs from the latest arrival and ends once arrivals pause, but never later than
+        _BURST_WINDOWS windows after the first: a lone request waits one window, a burst of eight lands in
+        one batch rather than three."""
+        if self._batch_window <= 0 or len(rows) >= self._max_batch:
             return 0.0
-        return max(0.0, self._batch_window - (time.monotonic() - oldest.submitted_at))
+        now = time.monotonic()
+        quiet = self._batch_window - (now - rows[-1].submitted_at)
+        cap = self._batch_window * _BURST_WINDOWS - (now - rows[0].submitted_at)
+        return max(0.0, min(quiet, cap))
 
     def _live(self) -> list[Sequence]:
         return [row for group in self._groups for row in group.live()]
 
     def _admit(self) -> None:
-        """Moves waiting sequences into groups: compatible ones share a generator, up to max_batch rows."""
+        """Moves waiting sequences into groups: compatible ones share a generator, up to max_batch rows. A
+        full batch starts at once; the rest of a burst waits out its window for more."""
         room = self._max_active - len(self._live())
         batchable: dict[tuple, list[Sequence]] = {}
         while self._waiting and room > 0:
             sequence = self._waiting.popleft()
-            model = self._models.get(sequence.model_id)
-            if model is None:
+            if sequence.model_id not in self._models:
                 self._fail(sequence, Unavailable(f"The model '{sequence.model_id}' was unloaded before this "
                                                  "request started; retry it.", param="model"))
                 continue
             room -= 1
-            sequence.model = model
-            model.active_sequences += 1
             key = batch_key(sequence, self._prefill_chunk)
             if key is None:
-                self._add_group(Group(model, [sequence], self._prefill_chunk))
+                self._start_group([sequence])
             else:
                 batchable.setdefault(key, []).append(sequence)
+        held: list[Sequence] = []
         for rows in batchable.values():
             for start in range(0, len(rows), self._max_batch):
-                self._add_group(Group(rows[start].model, rows[start:start + self._max_batch],
-                                      self._prefill_chunk))
+                chunk = rows[start:start + self._max_batch]
+                if self._hold(chunk) > 0:
+                    held.extend(chunk)
+                else:
+                    self._start_group(chunk)
+        self._waiting.extendleft(reversed(sorted(held, key=lambda s: s.submitted_at)))
+
+    def _start_group(self, rows: list[Sequence]) -> None:
+        model = self._models[rows[0].model_id]
+        for sequence in rows:
+            sequence.model = model
+            model.active_sequences += 1
+        self._add_group(Group(model, rows, self._prefill_chunk))
 
     def _step(self, group: Group) -> None:
         for row in group.live():

@@ -4,6 +4,7 @@ registry said about it."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,33 @@ class LoadedModel:
         self.last_used, self.last_used_at = time.monotonic(), time.time()
 
 
+@dataclass(frozen=True)
+class CpuThreads:
+    """How onnxruntime runs a model's steps on the CPU. Its default is one thread, which leaves every other
+    core idle; measured on 2 cores with SmolLM2, 2 threads step a batch of 8 in half the time. Spinning
+    threads answer a few microseconds sooner but burn the cores that the edge, the tokenizer and the
+    gRPC loop need between steps, so it is off unless the host is the model's alone."""
+
+    count: int
+    spinning: bool = False
+
+    @classmethod
+    def for_host(cls, count: int = 0, spinning: bool = False) -> CpuThreads:
+        """`count` threads, or one per CPU this process may run on when 0."""
+        return cls(count or usable_cpus(), spinning)
+
+    def session_options(self) -> dict[str, object]:
+        return {"intra_op_num_threads": self.count,
+                "session.intra_op.allow_spinning": "1" if self.spinning else "0"}
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 # Foundry Local's names for execution providers, and onnxruntime's. onnxruntime-genai's own is_*_available()
 # answers True for providers its build cannot load (QNN, WebGPU on Linux), so onnxruntime decides.
 PROVIDERS = {
@@ -85,7 +113,7 @@ def _configured_provider(genai: dict) -> str:
 
 
 def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id: int = 0,
-         ttl_seconds: int = 0, intra_op_threads: int = 0) -> LoadedModel:
+         ttl_seconds: int = 0, threads: CpuThreads | None = None) -> LoadedModel:
     """Loads the model folder the registry named. Runs on the engine thread (og.Model holds the GIL)."""
     check_provider(execution_provider)
     path = Path(info.path)
@@ -95,8 +123,8 @@ def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id
     genai = json.loads(config_file.read_text())
     vocab_size = int(genai["model"]["vocab_size"])
     config = og.Config(str(path))
-    if intra_op_threads:
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": intra_op_threads}}}}))
+    threads = threads or CpuThreads.for_host()
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": threads.session_options()}}}))
     if execution_provider:
         config.clear_providers()
         if execution_provider != "cpu":

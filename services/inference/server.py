@@ -15,6 +15,7 @@ from ingot.inference.v1 import inference_service_pb2 as pb  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E402
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
 from services.inference.engine import Engine  # noqa: E402
+from services.inference.models import CpuThreads  # noqa: E402
 from services.inference.servicer import InferenceServicer, ModelDirectory  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
 
@@ -28,7 +29,7 @@ def build(server, config: InferenceSettings):
                     batch_window=config.batch_window_ms / 1000,
                     default_ttl=config.default_ttl_seconds,
                     memory_budget_bytes=config.memory_budget_mb * 2**20,
-                    intra_op_threads=config.intra_op_threads)
+                    threads=CpuThreads.for_host(config.intra_op_threads, config.spin_wait))
     engine.start()
     registry_channel = insecure_channel(config.registry_address)
     directory = ModelDirectory(registry_grpc.RegistryServiceStub(registry_channel))

@@ -138,3 +138,52 @@ async def test_requests_arriving_within_the_batch_window_share_a_batch(smollm2_d
         await first.result(), await second.result()
     finally:
         await asyncio.to_thread(windowed.stop)
+
+
+@pytest.fixture()
+async def windowed(smollm2_dir):
+    """An engine that holds requests up to 0.1 s after the latest arrival (at most 0.4 s), 8 rows a batch."""
+    made = Engine(max_active=16, max_waiting=16, prefill_chunk=64, max_batch=8, batch_window=0.1)
+    made.start()
+    await made.ensure_loaded(registry_pb.ModelInfo(id="m", path=str(smollm2_dir), context_length=8192))
+    yield made
+    await asyncio.to_thread(made.stop)
+
+
+async def until_active(engine: Engine, count: int) -> None:
+    while engine.loaded()[0].active_sequences < count:
+        await asyncio.sleep(0.005)
+
+
+async def test_a_burst_spread_over_more_than_one_window_still_shares_a_batch(windowed, encode):
+    runs = []
+    for question in QUESTIONS[:3]:
+        runs.append(Run(windowed, encode(question), 8, temperature=0))
+        await asyncio.sleep(0.06)
+    await until_active(windowed, 3)
+    assert windowed.loaded()[0].batches == 1
+    for run in runs:
+        await run.result()
+
+
+async def test_a_steady_trickle_never_holds_the_first_request_past_four_windows(windowed, encode):
+    first = Run(windowed, encode(QUESTIONS[0]), 200, temperature=0)
+    others = []
+    while not first.sequence.model:
+        others.append(Run(windowed, encode(QUESTIONS[2]), 200, temperature=0))
+        await asyncio.sleep(0.07)
+    # Started by the cap, not by a full batch: each arrival came within one window of the one before.
+    assert len(others) + 1 < 8
+    for run in [first, *others]:
+        run.sequence.cancel()
+
+
+async def test_a_burst_larger_than_a_batch_starts_a_full_batch_and_keeps_the_rest_together(windowed, encode):
+    runs = [Run(windowed, encode(QUESTIONS[i % 4]), 60, temperature=0) for i in range(9)]
+    await asyncio.sleep(0.05)
+    runs += [Run(windowed, encode(QUESTIONS[i % 4]), 60, temperature=0) for i in range(3)]
+    await until_active(windowed, 12)
+    # 8 at once; the ninth waits for the three behind it rather than starting a generator of its own.
+    assert windowed.loaded()[0].batches == 2
+    for run in runs:
+        run.sequence.cancel()
