@@ -33,9 +33,10 @@ class Drain:
     async def wait(self, grace: float) -> bool:
         """True if every request in flight finished within `grace` seconds."""
         try:
-            await asyncio.wait_for(self._idle.wait(), grace)
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     @web.middleware

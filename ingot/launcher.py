@@ -135,8 +135,9 @@ async def _stop(child: Child, grace: float) -> None:
         return
     process.terminate()
     try:
-        await asyncio.wait_for(process.wait(), grace)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(grace):
+            await process.wait()
+    except TimeoutError:
         log.warning("%s did not stop within %.0f s; killing it", child.name, grace)
         process.kill()
         await process.wait()
@@ -204,9 +205,10 @@ class Launcher:
             child.restarts += 1
             log.error("%s exited with code %s; restart %d in %.1f s", child.name, code, child.restarts, delay)
             try:
-                await asyncio.wait_for(self.stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             delay = min(delay * 2, 10.0)
             try:

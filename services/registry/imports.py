@@ -91,7 +91,8 @@ async def run_import(models_root: Path, gguf: Path, *, name: str, alias: str, ac
         if process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), _STOP_GRACE_S)
+                async with asyncio.timeout(_STOP_GRACE_S):
+                    await process.wait()
             except TimeoutError:
                 process.kill()
                 await process.wait()
