@@ -79,7 +79,7 @@ class Engine:
     def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int, max_batch: int = 8,
                  batch_window: float = 0.0, default_ttl: int = 0, memory_budget_bytes: int = 0,
                  threads: models.CpuThreads | None = None) -> None:
-        self._threads = threads
+        self._threads = threads or models.CpuThreads.for_host()
         self._max_active = max_active
         self._max_batch = max_batch
         self._batch_window = batch_window
@@ -238,8 +238,8 @@ class Engine:
         model = models.load(info, execution_provider=execution_provider, device_id=self.device_id,
                             ttl_seconds=self._default_ttl, threads=self._threads)
         self._models[info.id] = model
-        log.info("loaded %s from %s on %s (%s) in %.2f s", info.id, info.path, model.execution_provider, self._threads,
-                 time.perf_counter() - started)
+        log.info("loaded %s from %s on %s (%d threads) in %.2f s", info.id, info.path, model.execution_provider,
+                 self._threads.count, time.perf_counter() - started)
         return model
 
     def _unload(self, model_id: str, *, force: bool) -> bool:
