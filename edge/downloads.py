@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -148,46 +148,57 @@ async def download(request: web.Request) -> web.StreamResponse:
     call = request.config_dict[BACKENDS].registry.DownloadModel(registry_pb2.DownloadModelRequest(
         name=body.name, uri=body.uri, token=body.token, custom_dir=body.custom_dir,
         buffer_size_kb=body.buffer_size_kb))
+    # A download the client leaves stops in the registry and keeps what arrived for a later resume.
+    return await relay_progress(request, call, what="download", subject=body.name or body.uri,
+                                line=progress_line, success=lambda finished: {})
+
+
+async def relay_progress(request: web.Request, call, *, what: str, subject: str,
+                         line: Callable[[Any], str],
+                         success: Callable[[Any], dict[str, str]]) -> web.StreamResponse:
+    """Relays a registry stream of progress events ending in `finished` as Foundry Local's body: a `line`
+    per progress event, [DONE], then the result object with `success(finished)`'s fields. A failure before
+    the first event is a plain error response; one after it is the result object's errorMessage. Whatever
+    ends it cancels the call, so a client that leaves stops the registry's work."""
     try:
         async with aclosing(translated_stream(call, "registry")) as events:
             try:
                 first = await anext(events, None)
             except IngotError as error:
                 return early_failure(error)
-            return await _stream(request, first, events, body.name or body.uri)
+            return await _stream(request, first, events, what, subject, line, success)
     finally:
         if not call.done():
-            # The client went away: the registry stops and keeps what arrived for a later resume.
             call.cancel()
 
 
-async def _stream(request: web.Request, first: registry_pb2.DownloadModelResponse | None,
-                  rest: AsyncIterator[registry_pb2.DownloadModelResponse], model: str) -> web.StreamResponse:
+async def _stream(request: web.Request, first, rest: AsyncIterator[Any], what: str, subject: str,
+                  line: Callable[[Any], str], success: Callable[[Any], dict[str, str]]) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers=HEADERS)
     await response.prepare(request)
     error: str | None = None
-    finished = False
+    finished = None
     try:
         event = first
         while event is not None:
             if event.HasField("progress"):
-                await response.write(progress_line(event.progress).encode())
+                await response.write(line(event.progress).encode())
             elif event.HasField("finished"):
-                finished = True
+                finished = event.finished
             event = await anext(rest, None)
-        if not finished:
-            error = "The registry ended the download without saying it finished."
+        if finished is None:
+            error = f"The registry ended the {what} without saying it finished."
     except IngotError as exc:
-        log.warning("download of %s failed: %s", model, exc.message)
+        log.warning("%s of %s failed: %s", what, subject, exc.message)
         error = exc.message
     except ConnectionResetError:
         raise
     except Exception:
-        log.exception("download of %s failed after it started", model)
+        log.exception("%s of %s failed after it started", what, subject)
         error = Failure.unexpected().message
     if error is None:
         await response.write(DONE_LINE.encode())
     await asyncio.sleep(RESULT_PAUSE_S)
-    await response.write(result_json(error).encode())
+    await response.write(result_json(error, **(success(finished) if error is None else {})).encode())
     await response.write_eof()
     return response

@@ -11,21 +11,16 @@ missing file, 400 for a file the importer cannot read, naming what); a later one
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from contextlib import aclosing
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from edge.backends import BACKENDS, translated_stream
-from edge.downloads import DONE_LINE, HEADERS, RESULT_PAUSE_S, early_failure, result_json
-from edge.errors import Failure
+from edge.backends import BACKENDS
+from edge.downloads import early_failure, relay_progress
 from edge.parsing import parse_json_object
 from ingot.common.errors import IngotError, InvalidArgument
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 _STRINGS = ("path", "name", "alias", "accuracy")
@@ -66,46 +61,8 @@ async def import_model(request: web.Request) -> web.StreamResponse:
         return early_failure(error)
     call = request.config_dict[BACKENDS].registry.ImportModel(registry_pb2.ImportModelRequest(
         path=body.path, name=body.name, alias=body.alias, accuracy=body.accuracy, force=body.force))
-    try:
-        async with aclosing(translated_stream(call, "registry")) as events:
-            try:
-                first = await anext(events, None)
-            except IngotError as error:
-                return early_failure(error)
-            return await _stream(request, first, events, body.path)
-    finally:
-        if not call.done():
-            call.cancel()  # the client went away: the registry stops the import and leaves nothing behind
-
-
-async def _stream(request: web.Request, first, rest, source: str) -> web.StreamResponse:
-    response = web.StreamResponse(status=200, headers=HEADERS)
-    await response.prepare(request)
-    error: str | None = None
-    finished = None
-    try:
-        event = first
-        while event is not None:
-            if event.HasField("progress"):
-                line = f"Total {event.progress.percent:.2f}% Importing {event.progress.message}\n"
-                await response.write(line.encode())
-            elif event.HasField("finished"):
-                finished = event.finished
-            event = await anext(rest, None)
-        if finished is None:
-            error = "The registry ended the import without saying it finished."
-    except IngotError as exc:
-        log.warning("import of %s failed: %s", source, exc.message)
-        error = exc.message
-    except ConnectionResetError:
-        raise
-    except Exception:
-        log.exception("import of %s failed after it started", source)
-        error = Failure.unexpected().message
-    if error is None:
-        await response.write(DONE_LINE.encode())
-    await asyncio.sleep(RESULT_PAUSE_S)
-    await response.write(result_json(error=error, name=finished.name if finished else "",
-                                     path=finished.path if finished else "").encode())
-    await response.write_eof()
-    return response
+    # An import the client leaves stops in the registry and leaves nothing behind.
+    return await relay_progress(
+        request, call, what="import", subject=body.path,
+        line=lambda progress: f"Total {progress.percent:.2f}% Importing {progress.message}\n",
+        success=lambda finished: {"name": finished.name, "path": finished.path})
