@@ -41,6 +41,12 @@ def read_manifest(model_dir: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+def built_manifest(model_dir: Path, build_key: str) -> dict[str, Any] | None:
+    """The folder's manifest if the model in it was built with `build_key`: nothing needs building."""
+    manifest = read_manifest(model_dir)
+    return manifest if manifest is not None and manifest.get("BuildKey") == build_key else None
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     """Flush every file already in `folder` to disk, then write the manifest: the last file of a model."""
     folder = Path(folder)

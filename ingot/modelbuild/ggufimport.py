@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingot.common.modelcache import (build_lock, model_folder_name, read_manifest, staged_model_dir,
+from ingot.common.modelcache import (build_lock, built_manifest, model_folder_name, staged_model_dir,
                                      write_manifest)
 from ingot.modelbuild.ggufgraph import Accuracy, write_decoder
 from ingot.modelbuild.ggufmodel import DecoderSpec, GGUFImportError, GGUFModel
@@ -110,8 +110,8 @@ def import_gguf(gguf: Path, models_root: Path, *, name: str | None = None, alias
     digest = file_digest(gguf)
     key = build_key(digest, accuracy, {"alias": alias, **extra})
     with build_lock(models_root, folder):
-        manifest = read_manifest(final)
-        if not force and manifest is not None and manifest.get("BuildKey") == key:
+        manifest = None if force else built_manifest(final, key)
+        if manifest is not None:
             report(1.0, f"{name} is up to date")
             return ImportResult(name, final, True, manifest)
         started = time.monotonic()

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ingot.modelbuild.staging import build_lock, read_manifest, staged_model_dir, write_manifest
+from ingot.modelbuild.staging import build_lock, built_manifest, staged_model_dir, write_manifest
 
 # Part of the BuildKey: change it whenever this recipe changes what it writes, so existing folders rebuild.
 RECIPE_VERSION = "all-minilm-l6-v2/onnx-opset17-meanpool-l2/fp32-cpu/1"
@@ -78,8 +78,7 @@ def build_minilm(models_root: Path, *, force: bool = False, log: Log = print) ->
     source = find_source()
     key = build_key(source)
     with build_lock(models_root, FOLDER_NAME):
-        manifest = read_manifest(final)
-        if not force and manifest is not None and manifest.get("BuildKey") == key:
+        if not force and built_manifest(final, key) is not None:
             log(f"{ALIAS}: up to date ({final})")
             return final
         log(f"{ALIAS}: exporting {source} to ONNX (opset {OPSET}, fp32, mean pooling and L2 norm in the graph)")

@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ingot.modelbuild.staging import build_lock, read_manifest, scratch_dir, staged_model_dir, write_manifest
+from ingot.modelbuild.staging import build_lock, built_manifest, scratch_dir, staged_model_dir, write_manifest
 
 # Part of the int8 variant's BuildKey: change it whenever that recipe changes what it writes.
 RECIPE_VERSION = "smollm2-135m-instruct/gguf-q4_1/int8-cpu/1"
@@ -107,8 +107,7 @@ def build_smollm2_int8(models_root: Path, *, force: bool = False, log: Log = pri
     gguf = find_gguf()
     key = build_key(gguf)
     with build_lock(models_root, INT8_FOLDER_NAME):
-        manifest = read_manifest(final)
-        if not force and manifest is not None and manifest.get("BuildKey") == key:
+        if not force and built_manifest(final, key) is not None:
             log(f"{INT8_ALIAS}: up to date ({final})")
             return final
         log(f"{INT8_ALIAS}: building {final} from {gguf}")
