@@ -15,7 +15,6 @@ costs the inference service. Targets from issue 9 are checked and printed as met
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import httpx
 
 from bench.mesh import Mesh
 from bench.peers import LlamaServerProcess, llama_server
+from bench.raw import RawModel
 from bench.streams import MAX_TOKENS, Server, one, one_stream, prompts, wave
 
 MODEL = "SmolLM2-135M-Instruct-generic-cpu:1"
@@ -34,29 +34,14 @@ LEVELS = (1, 4, 8, 16)
 LLAMA_ARGS = ["-np", "16", "-c", "16384", "--cont-batching", "-t", "2", "--jinja"]
 
 
-class Raw:
+class Raw(RawModel):
     """The baseline: the model folder through onnxruntime-genai's Generator in this process, with the thread
     settings the inference service uses by default (one thread per CPU, no spinning)."""
 
     def __init__(self, folder: Path) -> None:
-        import onnxruntime_genai as og
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-        from tokenizers import Tokenizer
-
         from services.inference.models import CpuThreads
 
-        self.og = og
-        config = og.Config(str(folder))
-        self.threads = CpuThreads.for_host()
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": self.threads.session_options()}}}))
-        self.model = og.Model(config)
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        template = (folder / "chat_template.jinja").read_text()
-        self.template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
-
-    def encode(self, text: str) -> list[int]:
-        prompt = self.template.render(messages=[{"role": "user", "content": text}], add_generation_prompt=True)
-        return self.tokenizer.encode(prompt, add_special_tokens=False).ids
+        super().__init__(folder, CpuThreads.for_host())
 
     def stream(self, text: str) -> dict[str, float]:
         ids = self.encode(text)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers import LlamaServerProcess, llama_server
+from bench.raw import RawModel
 
 DEFAULT = Path("models/HuggingFaceTB/SmolLM2-135M-Instruct-generic-cpu-1")
 DECODE_TOKENS = 128
@@ -47,23 +48,12 @@ def decode_text(i: int) -> str:
     return f"Write a long story about {TOPICS[i % len(TOPICS)]} who learns to paint."
 
 
-class Engine:
+class Engine(RawModel):
     """A model folder through onnxruntime-genai's Generator, as the inference service drives it."""
 
     def __init__(self, name: str, folder: Path) -> None:
-        import onnxruntime_genai as og
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-        from tokenizers import Tokenizer
-
-        self.name, self.og = name, og
-        self.model = og.Model(str(folder))
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        template = (folder / "chat_template.jinja").read_text()
-        self.template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
-
-    def encode(self, text: str) -> list[int]:
-        prompt = self.template.render(messages=[{"role": "user", "content": text}], add_generation_prompt=True)
-        return self.tokenizer.encode(prompt, add_special_tokens=False).ids
+        super().__init__(folder)
+        self.name = name
 
     def measure(self, round_index: int) -> dict[str, float]:
         ids = self.encode(prefill_text(round_index))
