@@ -48,26 +48,25 @@ async def unload(request: web.Request) -> web.Response:
     backends = request.config_dict[BACKENDS]
     force = flag(request, "force")
     model = await backends.resolve_model(request.match_info["name"])
+    await _unload(backends, model.id, force=force)
+    return web.Response()
+
+
+async def _unload(backends, model_id: str, *, force: bool) -> None:
     try:
         with translated("inference"):
-            await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model.id, force=force),
+            await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model_id, force=force),
                                                  timeout=backends.call_timeout)
     except NotFound:
         # The model exists and is not in memory: what unloading asks for is already true.
         pass
-    return web.Response()
 
 
 @routes.get("/openai/unloadall")
 async def unload_all(request: web.Request) -> web.Response:
     backends = request.config_dict[BACKENDS]
     for model in await _loaded(backends):
-        try:
-            with translated("inference"):
-                await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model.id, force=True),
-                                                     timeout=backends.call_timeout)
-        except NotFound:
-            pass
+        await _unload(backends, model.id, force=True)
     return web.Response()
 
 
