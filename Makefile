@@ -21,9 +21,9 @@ CUDA_PACKAGES := onnxruntime-genai-cuda==0.18.0 'onnxruntime-gpu[cuda,cudnn]>=1.
 # Reinstall when the dependency list, the weight packages or the CUDA choice change.
 INSTALLED := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(WEIGHT_PACKAGES) $(CUDA)') | sha256sum | cut -c1-16)
 
-.PHONY: setup serve test bench protos clean
+.PHONY: setup serve test bench protos clean system-packages
 
-setup: $(INSTALLED) protos
+setup: $(INSTALLED) protos system-packages
 	$(BIN)/python -m ingot.modelbuild --home "$(INGOT_HOME)"
 
 $(BIN)/python:
@@ -39,6 +39,12 @@ ifeq ($(CUDA),1)
 endif
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Debian packages the tests start as real servers (redis-server for state shared across edge replicas).
+SYSTEM_PACKAGES := redis-server
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 protos: $(INSTALLED)
 	$(BIN)/python -m ingot.protogen > /dev/null
