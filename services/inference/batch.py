@@ -20,6 +20,7 @@ from ingot.common.v1 import common_pb2
 from services.inference import models
 from services.inference.events import PromptScored, Tokens
 from services.inference.logits import log_softmax, logprob_entry
+from services.inference.speculation import SPECULATIVE_OPTIONS
 
 Outcome = tuple[Any, int]  # (the Sequence, a common_pb2.FinishReason)
 
@@ -50,6 +51,12 @@ class Group:
     prefill_chunk: int
     generator: og.Generator | None = None
     prefilled: int = 0
+    # The generator's max_length (its KV cache's size); None: what the rows need (max_length below).
+    capacity: int | None = None
+    # Verify n-gram drafts from the prompt (one row only); see speculation.py.
+    speculative: bool = False
+    # Made to be kept in the prompt cache once its row finishes normally.
+    keep: bool = False
     _prompts: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -77,7 +84,7 @@ class Group:
 
     def step(self) -> list[Outcome]:
         """One prefill chunk or one decode step for every live row; returns the rows that finished."""
-        if self.generator is None:
+        if self._prompts is None:
             self._start()
         if self.prefilled < self.width:
             if self.solo and self.rows[0].score_prompt:
@@ -88,24 +95,31 @@ class Group:
         return self._decode()
 
     def _start(self) -> None:
-        first = self.rows[0]
-        params = og.GeneratorParams(self.model.model)
-        params.set_search_options(**{**first.search_options, "max_length": self.max_length,
-                                     "batch_size": len(self.rows)})
-        if first.guidance is not None:
-            kind, text = first.guidance
-            params.set_guidance(kind, text, first.fast_forward)
-        try:
-            self.generator = og.Generator(self.model.model, params)
-        except Exception as exc:  # noqa: BLE001 - llguidance reports a grammar it cannot compile here
-            if first.guidance is not None:
-                raise InvalidArgument(f"The output constraint cannot be enforced: {exc}", param="constraint") from None
-            raise
+        if self.generator is None:
+            self.generator = self._new_generator()
         pad = self.model.pad_token_id
         self._prompts = np.array([row.prompt + [pad] * (self.width - len(row.prompt)) for row in self.rows],
                                  dtype=np.int32)
         for row in self.rows:
             row.stream = self.model.tokenizer.create_stream()
+
+    def _new_generator(self) -> og.Generator:
+        first = self.rows[0]
+        self.capacity = self.capacity or self.max_length
+        params = og.GeneratorParams(self.model.model)
+        params.set_search_options(**{**first.search_options, "max_length": self.capacity,
+                                     "batch_size": len(self.rows)})
+        if self.speculative:
+            params.set_speculative_options(**SPECULATIVE_OPTIONS)
+        if first.guidance is not None:
+            kind, text = first.guidance
+            params.set_guidance(kind, text, first.fast_forward)
+        try:
+            return og.Generator(self.model.model, params)
+        except Exception as exc:  # noqa: BLE001 - llguidance reports a grammar it cannot compile here
+            if first.guidance is not None:
+                raise InvalidArgument(f"The output constraint cannot be enforced: {exc}", param="constraint") from None
+            raise
 
     def _prefill(self) -> None:
         assert self.generator is not None and self._prompts is not None
@@ -185,7 +199,7 @@ class Group:
             elif ended:
                 outcomes.append((row, common_pb2.FINISH_REASON_STOP))
             elif done:
-                full = generator.token_count() >= self.max_length
+                full = generator.token_count() >= (self.capacity or self.max_length)
                 outcomes.append((row, common_pb2.FINISH_REASON_LENGTH if full else common_pb2.FINISH_REASON_STOP))
         return outcomes
 

@@ -20,12 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 
 from ingot.common.errors import (FailedPrecondition, IngotError, Internal, InvalidArgument, ResourceExhausted,
                                  Unavailable)
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from services.inference import lifetime, models
 from services.inference.batch import Group, batch_key
+from services.inference.promptcache import Entry, PromptCache, options_key
+from services.inference.speculation import DraftPolicy
 from services.inference.events import Event, Failed, Finished
 from services.inference.logits import LogitsProcessor, LogprobEntry
 from services.inference.sampling import Budget
@@ -60,6 +63,10 @@ class Sequence:
     fast_forward: bool = False
     prompt_entries: list[LogprobEntry] = field(default_factory=list)
     cancelled: bool = False
+    # Finished normally (its budget, a stop token, the context): only then may its generator be reused.
+    completed: bool = False
+    # Whether the prompt cache was asked for it yet (a held sequence is admitted more than once).
+    looked_up: bool = False
     submitted_at: float = 0.0
     # Its detokenizer, made when its group starts.
     stream: Any = None
@@ -78,7 +85,11 @@ def asyncio_emitter(loop: asyncio.AbstractEventLoop, sink: asyncio.Queue[Event])
 class Engine:
     def __init__(self, *, max_active: int, max_waiting: int, prefill_chunk: int, max_batch: int = 8,
                  batch_window: float = 0.0, default_ttl: int = 0, memory_budget_bytes: int = 0,
-                 threads: models.CpuThreads | None = None) -> None:
+                 threads: models.CpuThreads | None = None, prompt_cache: PromptCache | None = None,
+                 drafts: DraftPolicy | None = None) -> None:
+        self._prompt_cache = PromptCache(max_entries=0, max_bytes=0, headroom=0) if prompt_cache is None \
+            else prompt_cache
+        self._drafts = DraftPolicy(enabled=False) if drafts is None else drafts
         self._threads = threads or models.CpuThreads.for_host()
         self._max_active = max_active
         self._max_batch = max_batch
@@ -233,7 +244,7 @@ class Engine:
         for victim in victims:
             log.info("unloading %s (least recently used) to make room for %s within the %d MB memory budget",
                      victim.id, info.id, self._memory_budget // 2**20)
-            self._models.pop(victim.id)
+            self._forget(victim.id)
         started = time.perf_counter()
         model = models.load(info, execution_provider=execution_provider, device_id=self.device_id,
                             ttl_seconds=self._default_ttl, threads=self._threads)
@@ -255,7 +266,7 @@ class Engine:
                     self._waiting.remove(sequence)
                 self._fail(sequence, Unavailable(f"The model '{model_id}' was unloaded.", param="model"))
             self._drop_finished_groups()
-        self._models.pop(model_id)
+        self._forget(model_id)
         log.info("unloaded %s", model_id)
         return True
 
@@ -266,11 +277,19 @@ class Engine:
         self._next_expiry_check = now + _IDLE_TICK_S
         for model in lifetime.expired(list(self._models.values()), self._busy(), now):
             log.info("unloading %s: idle for its TTL of %d s", model.id, model.ttl_seconds)
-            self._models.pop(model.id)
+            self._forget(model.id)
+
+    def _forget(self, model_id: str) -> None:
+        self._models.pop(model_id)
+        self._prompt_cache.drop_model(model_id)
+        self._drafts.forget(model_id)
 
     def _admission_hold(self) -> float:
         """Seconds to hold the waiting sequences back before admitting them; 0: admit now."""
         if not self._waiting or batch_key(self._waiting[0], self._prefill_chunk) is None:
+            return 0.0
+        # A request that reuses a cached prefix runs alone anyway: waiting for company would only delay it.
+        if self._cached(self._waiting[0]) is not None:
             return 0.0
         return self._hold(self._waiting)
 
@@ -305,6 +324,11 @@ class Engine:
                                                  "request started; retry it.", param="model"))
                 continue
             room -= 1
+            entry = self._cached(sequence)
+            if entry is not None:
+                self._start_group([sequence], entry)
+                continue
+            self._count_miss(sequence)
             key = batch_key(sequence, self._prefill_chunk)
             if key is None:
                 self._start_group([sequence])
@@ -320,12 +344,42 @@ class Engine:
                     self._start_group(chunk)
         self._waiting.extendleft(reversed(sorted(held, key=lambda s: s.submitted_at)))
 
-    def _start_group(self, rows: list[Sequence]) -> None:
+    def _cacheable(self, sequence: Sequence) -> bool:
+        return (self._prompt_cache.enabled and sequence.guidance is None and not sequence.score_prompt
+                and options_key(sequence.search_options) is not None)
+
+    def _cached(self, sequence: Sequence) -> Entry | None:
+        if not self._cacheable(sequence):
+            return None
+        return self._prompt_cache.find(sequence.model_id, options_key(sequence.search_options), sequence.prompt,
+                                       sequence.budget.max_length)
+
+    def _count_miss(self, sequence: Sequence) -> None:
+        if not sequence.looked_up and self._cacheable(sequence):
+            self._prompt_cache.miss(sequence.model_id)
+        sequence.looked_up = True
+
+    def _start_group(self, rows: list[Sequence], entry: Entry | None = None) -> None:
         model = self._models[rows[0].model_id]
         for sequence in rows:
             sequence.model = model
             model.active_sequences += 1
-        self._add_group(Group(model, rows, self._prefill_chunk))
+        group = Group(model, rows, self._prefill_chunk)
+        if len(rows) == 1:
+            sequence = rows[0]
+            if entry is not None:
+                group.generator = self._prompt_cache.take(entry)
+                group.prefilled, group.capacity, group.speculative = entry.reuse, entry.capacity, entry.speculative
+                group.keep = True
+            else:
+                group.speculative = self._drafts.choose(sequence)
+                if self._cacheable(sequence):
+                    # Room beyond this request for the next turn of its conversation, within the context.
+                    context = model.info.context_length or group.max_length
+                    group.capacity = max(group.max_length,
+                                         min(context, group.max_length + self._prompt_cache.headroom))
+                    group.keep = True
+        self._add_group(group)
 
     def _step(self, group: Group) -> None:
         for row in group.live():
@@ -352,6 +406,18 @@ class Engine:
     def _drop_group(self, group: Group) -> None:
         self._groups.remove(group)
         group.model.batches -= 1
+        generator = group.generator
+        if generator is not None and group.speculative:
+            self._drafts.observe(group.model.id, generator.get_speculative_stats())
+        # Only a normal finish leaves a generator whose KV cache matches its tokens; a cancelled or failed
+        # row's generator (or one whose model is gone) is dropped with the group.
+        row = group.rows[0]
+        if (group.keep and generator is not None and row.completed and not row.cancelled
+                and self._models.get(group.model.id) is group.model):
+            self._prompt_cache.put(Entry(
+                model_id=group.model.id, options=options_key(row.search_options), generator=generator,
+                tokens=np.asarray(generator.get_sequence(0), dtype=np.int32), capacity=group.capacity,
+                nbytes=group.capacity * group.model.kv_bytes_per_token, speculative=group.speculative))
         group.close()
 
     def _drop_finished_groups(self) -> None:
@@ -361,6 +427,7 @@ class Engine:
     # Retire before telling the caller: a client that sends its next request the moment this one ends must
     # find the slot free already.
     def _finish(self, sequence: Sequence, reason: int) -> None:
+        sequence.completed = True
         self._retire(sequence)
         sequence.emit(Finished(sequence.index, reason, len(sequence.prompt), sequence.generated))
 
@@ -396,4 +463,5 @@ class Engine:
             self._fail(sequence, Unavailable("The inference service is shutting down."))
         self._waiting.clear()
         self._drop_finished_groups()
+        self._prompt_cache.clear()
         self._models.clear()

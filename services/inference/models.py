@@ -42,6 +42,8 @@ class LoadedModel:
     # Generators stepping this model's sequences; fewer than active_sequences means sequences are batched.
     batches: int = 0
     generated_tokens: int = 0
+    # What one token's keys and values take in a generator's KV cache, which is allocated for max_length.
+    kv_bytes_per_token: int = 0
 
     @property
     def id(self) -> str:
@@ -145,7 +147,15 @@ def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id
         token_bytes=load_token_bytes(path / "tokenizer.json", vocab_size),
         execution_provider=provider,
         ttl_seconds=ttl_seconds,
+        kv_bytes_per_token=_kv_bytes_per_token(genai["model"]["decoder"], provider),
     )
+
+
+def _kv_bytes_per_token(decoder: dict, provider: str) -> int:
+    # onnxruntime-genai keeps the KV cache in the model's activation type: fp32 on the CPU, fp16 on a GPU.
+    element = 4 if provider == "cpu" else 2
+    heads = decoder.get("num_key_value_heads") or decoder.get("num_attention_heads", 0)
+    return 2 * int(decoder.get("num_hidden_layers", 0)) * int(heads) * int(decoder.get("head_size", 0)) * element
 
 
 def _special_token_ids(tokenizer_file: Path) -> frozenset[int]:

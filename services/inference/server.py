@@ -16,6 +16,8 @@ from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E4
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
 from services.inference.engine import Engine  # noqa: E402
 from services.inference.models import CpuThreads  # noqa: E402
+from services.inference.promptcache import PromptCache  # noqa: E402
+from services.inference.speculation import DraftPolicy  # noqa: E402
 from services.inference.servicer import InferenceServicer, ModelDirectory  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
 
@@ -29,7 +31,11 @@ def build(server, config: InferenceSettings):
                     batch_window=config.batch_window_ms / 1000,
                     default_ttl=config.default_ttl_seconds,
                     memory_budget_bytes=config.memory_budget_mb * 2**20,
-                    threads=CpuThreads.for_host(config.intra_op_threads, config.spin_wait))
+                    threads=CpuThreads.for_host(config.intra_op_threads, config.spin_wait),
+                    prompt_cache=PromptCache(max_entries=config.prompt_cache_entries,
+                                             max_bytes=config.prompt_cache_mb * 2**20,
+                                             headroom=config.prompt_cache_headroom_tokens),
+                    drafts=DraftPolicy(config.speculative_drafts))
     engine.start()
     registry_channel = insecure_channel(config.registry_address)
     directory = ModelDirectory(registry_grpc.RegistryServiceStub(registry_channel))
