@@ -13,4 +13,6 @@ BENCHMARKS = {
     # Bounded: 4 streams for 1 minute; errors must be 0 and RSS flat after warm-up.
     "soak": "bench.soak",
     "gguf": "bench.gguf",
+    # A growing conversation and a shared ~1,000-token system prompt: ingot's prompt cache on and off.
+    "conversation": "bench.conversation",
 }

@@ -23,8 +23,10 @@ def free_port() -> int:
 
 
 class Mesh:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
+        # INGOT_ settings for every service of this mesh.
+        self.env = env or {}
         self.port = free_port()
         self.lines: list[str] = []
         # Each service's pid, from the launcher's "ingot serve: NAME ready on ADDR (pid N)" lines.
@@ -37,7 +39,7 @@ class Mesh:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Mesh:
-        env = {**os.environ, "INGOT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "INGOT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
         listen = [flag for name in ("registry", "tokenizer", "inference", "embeddings")
                   for flag in (f"--{name}-listen", "127.0.0.1:0")]
         self.process = subprocess.Popen(

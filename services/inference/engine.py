@@ -20,14 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ingot.common.errors import (FailedPrecondition, IngotError, Internal, InvalidArgument, ResourceExhausted,
                                  Unavailable)
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
 from services.inference import lifetime, models
 from services.inference.batch import Group, batch_key
-from services.inference.promptcache import Entry, PromptCache, options_key
+from services.inference.promptcache import Entry, PromptCache
 from services.inference.speculation import DraftPolicy
 from services.inference.events import Event, Failed, Finished
 from services.inference.logits import LogitsProcessor, LogprobEntry
@@ -289,7 +287,7 @@ class Engine:
         if not self._waiting or batch_key(self._waiting[0], self._prefill_chunk) is None:
             return 0.0
         # A request that reuses a cached prefix runs alone anyway: waiting for company would only delay it.
-        if self._cached(self._waiting[0]) is not None:
+        if self._prompt_cache.lookup(self._waiting[0]) is not None:
             return 0.0
         return self._hold(self._waiting)
 
@@ -324,11 +322,11 @@ class Engine:
                                                  "request started; retry it.", param="model"))
                 continue
             room -= 1
-            entry = self._cached(sequence)
+            entry = self._prompt_cache.lookup(sequence)
             if entry is not None:
                 self._start_group([sequence], entry)
                 continue
-            self._count_miss(sequence)
+            self._prompt_cache.count_miss(sequence)
             key = batch_key(sequence, self._prefill_chunk)
             if key is None:
                 self._start_group([sequence])
@@ -344,21 +342,6 @@ class Engine:
                     self._start_group(chunk)
         self._waiting.extendleft(reversed(sorted(held, key=lambda s: s.submitted_at)))
 
-    def _cacheable(self, sequence: Sequence) -> bool:
-        return (self._prompt_cache.enabled and sequence.guidance is None and not sequence.score_prompt
-                and options_key(sequence.search_options) is not None)
-
-    def _cached(self, sequence: Sequence) -> Entry | None:
-        if not self._cacheable(sequence):
-            return None
-        return self._prompt_cache.find(sequence.model_id, options_key(sequence.search_options), sequence.prompt,
-                                       sequence.budget.max_length)
-
-    def _count_miss(self, sequence: Sequence) -> None:
-        if not sequence.looked_up and self._cacheable(sequence):
-            self._prompt_cache.miss(sequence.model_id)
-        sequence.looked_up = True
-
     def _start_group(self, rows: list[Sequence], entry: Entry | None = None) -> None:
         model = self._models[rows[0].model_id]
         for sequence in rows:
@@ -373,11 +356,13 @@ class Engine:
                 group.keep = True
             else:
                 group.speculative = self._drafts.choose(sequence)
-                if self._cacheable(sequence):
+                if self._prompt_cache.cacheable(sequence):
                     # Room beyond this request for the next turn of its conversation, within the context.
+                    # Allocating it costs time when the generator is made, so it never exceeds the prompt:
+                    # a short prompt's next turn is cheap to prefill anyway.
                     context = model.info.context_length or group.max_length
-                    group.capacity = max(group.max_length,
-                                         min(context, group.max_length + self._prompt_cache.headroom))
+                    headroom = min(self._prompt_cache.headroom, len(sequence.prompt))
+                    group.capacity = max(group.max_length, min(context, group.max_length + headroom))
                     group.keep = True
         self._add_group(group)
 
@@ -409,15 +394,8 @@ class Engine:
         generator = group.generator
         if generator is not None and group.speculative:
             self._drafts.observe(group.model.id, generator.get_speculative_stats())
-        # Only a normal finish leaves a generator whose KV cache matches its tokens; a cancelled or failed
-        # row's generator (or one whose model is gone) is dropped with the group.
-        row = group.rows[0]
-        if (group.keep and generator is not None and row.completed and not row.cancelled
-                and self._models.get(group.model.id) is group.model):
-            self._prompt_cache.put(Entry(
-                model_id=group.model.id, options=options_key(row.search_options), generator=generator,
-                tokens=np.asarray(generator.get_sequence(0), dtype=np.int32), capacity=group.capacity,
-                nbytes=group.capacity * group.model.kv_bytes_per_token, speculative=group.speculative))
+        if self._models.get(group.model.id) is group.model:
+            self._prompt_cache.keep(group)
         group.close()
 
     def _drop_finished_groups(self) -> None:

@@ -97,15 +97,18 @@ class PromptCache:
     def nbytes(self) -> int:
         return self._bytes
 
-    def find(self, model_id: str, options: tuple | None, prompt: list[int], need: int) -> Entry | None:
+    def find(self, model_id: str, options: tuple | None, prompt: list[int], need: int,
+             drafts: bool = True) -> Entry | None:
         """The entry that shares the longest prefix with `prompt` (at least MIN_REUSE_TOKENS) and has room
-        for `need` tokens, without taking it; its `reuse` says how many prompt tokens it saves."""
+        for `need` tokens, without taking it; its `reuse` says how many prompt tokens it saves. Without
+        `drafts`, only generators that do not draft (a request that reads or rewrites each step's logits)."""
         if not self.enabled or options is None:
             return None
         ids = np.asarray(prompt, dtype=np.int32)
         best: Entry | None = None
         for entry in self._entries.values():
-            if entry.model_id != model_id or entry.options != options or entry.capacity < need:
+            if (entry.model_id != model_id or entry.options != options or entry.capacity < need
+                    or (entry.speculative and not drafts)):
                 continue
             # At least one prompt token must be appended to get the next position's logits, and the last
             # token the generator holds has no KV yet.
@@ -125,8 +128,34 @@ class PromptCache:
         entry.generator.rewind_to(entry.reuse)
         return entry.generator
 
-    def miss(self, model_id: str) -> None:
-        MISSES.labels(model_id).inc()
+    def cacheable(self, sequence) -> bool:
+        """Whether a sequence's generator may be kept and reused: not with a grammar (its matcher cannot
+        rewind) or token-by-token prompt scoring, nor with a seed (see options_key)."""
+        return (self.enabled and sequence.guidance is None and not sequence.score_prompt
+                and options_key(sequence.search_options) is not None)
+
+    def lookup(self, sequence) -> Entry | None:
+        if not self.cacheable(sequence):
+            return None
+        return self.find(sequence.model_id, options_key(sequence.search_options), sequence.prompt,
+                         sequence.budget.max_length,
+                         drafts=sequence.processor is None and sequence.top_logprobs is None)
+
+    def count_miss(self, sequence) -> None:
+        """Counts a cacheable sequence that found nothing to reuse, once however often it was held back."""
+        if not sequence.looked_up and self.cacheable(sequence):
+            MISSES.labels(sequence.model_id).inc()
+        sequence.looked_up = True
+
+    def keep(self, group) -> None:
+        """Keeps a dropped batch group's generator if it was made to be kept and its one row finished
+        normally: a cancelled or failed row's KV cache may not match its tokens, so it goes."""
+        row, generator = group.rows[0], group.generator
+        if not group.keep or generator is None or not row.completed or row.cancelled:
+            return
+        self.put(Entry(model_id=group.model.id, options=options_key(row.search_options), generator=generator,
+                       tokens=np.asarray(generator.get_sequence(0), dtype=np.int32), capacity=group.capacity,
+                       nbytes=group.capacity * group.model.kv_bytes_per_token, speculative=group.speculative))
 
     def put(self, entry: Entry) -> None:
         """Keeps a finished generator, evicting the least recently used entries to stay within bounds."""

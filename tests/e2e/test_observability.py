@@ -105,6 +105,24 @@ def test_metrics_on_the_edge_and_on_each_service(watched):
     assert "ingot_rpc_duration_seconds_bucket" in tokenizer
 
 
+def _counter(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def test_a_shared_system_prompt_is_answered_from_the_prompt_cache_and_counted(watched):
+    system = {"role": "system", "content": "You answer questions about the solar system in one short sentence, "
+              "with numbers in metric units, and you never guess: if a figure is unknown, you say so. " * 2}
+    url = f"http://127.0.0.1:{watched.metrics_port + 2}/metrics"
+    assert _chat(watched, messages=[system, {"role": "user", "content": "How far is Mars?"}]).status_code == 200
+    before = httpx.get(url, timeout=10).text
+    assert _chat(watched, messages=[system, {"role": "user", "content": "How big is Venus?"}]).status_code == 200
+    after = httpx.get(url, timeout=10).text
+    assert _counter(after, "ingot_prompt_cache_hits_total") == _counter(before, "ingot_prompt_cache_hits_total") + 1
+    assert (_counter(after, "ingot_prompt_cache_reused_tokens_total")
+            - _counter(before, "ingot_prompt_cache_reused_tokens_total")) >= 40
+    assert "ingot_prompt_cache_bytes" in after and "ingot_prompt_cache_entries" in after
+
+
 def test_a_body_over_the_limit_is_a_413(watched):
     reply = _chat(watched, messages=[{"role": "user", "content": "x" * 100_000}])
     assert reply.status_code == 413

@@ -53,6 +53,15 @@ def test_short_prefixes_other_models_other_options_and_too_little_room_are_misse
     assert prompts.find("m", GREEDY, list(range(100)), need=300).reuse == 99
 
 
+def test_a_drafting_generator_never_serves_a_request_that_reads_its_logits():
+    prompts = cache()
+    drafting = entry(list(range(100)))
+    drafting.speculative = True
+    prompts.put(drafting)
+    assert prompts.find("m", GREEDY, list(range(100)), need=100, drafts=False) is None
+    assert prompts.find("m", GREEDY, list(range(100)), need=100) is drafting
+
+
 def test_seeded_sampling_is_never_cached_and_greedy_ignores_the_seed():
     assert options_key({"do_sample": True, "random_seed": 3, "max_length": 9}) is None
     assert options_key({"do_sample": False, "random_seed": 3, "max_length": 9}) == GREEDY

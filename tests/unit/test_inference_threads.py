@@ -19,7 +19,12 @@ def test_an_explicit_thread_count_is_kept() -> None:
 def test_threads_do_not_spin_unless_asked() -> None:
     assert CpuThreads.for_host(2).session_options() == {
         "intra_op_num_threads": 2, "session.intra_op.allow_spinning": "0"}
-    assert CpuThreads.for_host(2, spinning=True).session_options()["session.intra_op.allow_spinning"] == "1"
+    spinning = CpuThreads.for_host(2, spinning=True).session_options()
+    assert spinning["session.intra_op.allow_spinning"] == "1"
+
+
+def test_spinning_threads_stop_spinning_when_a_step_ends() -> None:
+    assert CpuThreads.for_host(2, spinning=True).session_options()["session.force_spinning_stop"] == "1"
 
 
 def test_the_service_defaults_to_every_cpu_without_spinning() -> None:
