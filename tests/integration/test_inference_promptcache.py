@@ -140,9 +140,11 @@ async def test_a_cancelled_request_leaves_nothing_to_reuse(engines, tokenizer):
     # A finished request is kept; a cancelled one that had taken it from the cache returns nothing.
     await answer(cached, prompt, 8)
     assert await kept(cached, 1)
-    sequence, events = submit(cached, prompt, max_tokens=200)
+    before = hits()
+    sequence, events = submit(cached, prompt, max_tokens=100)
     while not isinstance(await events.get(), Tokens):
         pass
+    assert hits()[0] == before[0] + 1
     sequence.cancel()
     while cached.loaded()[0].active_sequences:
         await asyncio.sleep(0.01)
