@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.chat import LLAMA_ARGS, MODEL
-from bench.mesh import Mesh
+from bench.mesh import Mesh, free_port
 from bench.peers import LlamaServerProcess, llama_server
 
 MAX_TOKENS = 48
@@ -64,7 +64,7 @@ def system_prompt() -> str:
         "type": "object", "properties": {key: {"type": "string", "description": text} for key, text in
                                          arguments.items()}, "required": list(arguments)}}}
              for name, description, arguments in TOOLS]
-    return INSTRUCTIONS * 2 + "\nTools:\n" + json.dumps(tools, indent=1)
+    return INSTRUCTIONS + "\nTools:\n" + json.dumps(tools)
 
 
 def ask(client: httpx.Client, model: str, messages: list[dict], extra: dict) -> tuple[float, str, int]:
@@ -88,22 +88,54 @@ def ask(client: httpx.Client, model: str, messages: list[dict], extra: dict) -> 
     return (first or time.perf_counter()) - started, "".join(parts), prompt_tokens
 
 
-def measure(base_url: str, model: str, extra: dict | None = None) -> dict[str, Any]:
+def reused_tokens(metrics_url: str | None) -> float:
+    """ingot's count of prompt tokens answered from its prompt cache so far (0 for another server)."""
+    if metrics_url is None:
+        return 0.0
+    text = httpx.get(metrics_url, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ingot_prompt_cache_reused_tokens_total{"))
+
+
+def measure(base_url: str, model: str, extra: dict | None = None, metrics_url: str | None = None) -> dict[str, Any]:
     extra = extra or {}
     with httpx.Client(base_url=base_url, timeout=600) as client:
-        ask(client, model, [{"role": "user", "content": "Hello!"}], extra)  # warm-up
+        def turn(messages: list[dict]) -> dict[str, Any]:
+            before = reused_tokens(metrics_url)
+            ttft, answer, prompt_tokens = ask(client, model, messages, extra)
+            return {"ttft": ttft, "answer": answer, "prompt_tokens": prompt_tokens,
+                    "reused_tokens": reused_tokens(metrics_url) - before}
+
+        turn([{"role": "user", "content": "Hello!"}])  # warm-up
         messages, turns = [{"role": "system", "content": "You are a helpful assistant."}], []
         for question in QUESTIONS:
             messages.append({"role": "user", "content": question})
-            ttft, answer, prompt_tokens = ask(client, model, messages, extra)
-            messages.append({"role": "assistant", "content": answer})
-            turns.append({"ttft": ttft, "answer": answer, "prompt_tokens": prompt_tokens})
-        system, shared = system_prompt(), []
-        for question in SHARED_QUESTIONS:
-            ttft, answer, prompt_tokens = ask(client, model, [{"role": "system", "content": system},
-                                                              {"role": "user", "content": question}], extra)
-            shared.append({"ttft": ttft, "answer": answer, "prompt_tokens": prompt_tokens})
+            turns.append(turn(messages))
+            messages.append({"role": "assistant", "content": turns[-1]["answer"]})
+        system = system_prompt()
+        shared = [turn([{"role": "system", "content": system}, {"role": "user", "content": question}])
+                  for question in SHARED_QUESTIONS]
     return {"conversation": turns, "shared": shared}
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports."""
+    for _ in range(100):
+        first = free_port()
+        if all(_free(first + i) for i in range(1, count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _summary(run: dict[str, Any]) -> dict[str, float]:
@@ -113,7 +145,9 @@ def _summary(run: dict[str, Any]) -> dict[str, float]:
             "conversation_last_ttft": turns[-1]["ttft"], "conversation_last_prompt_tokens": turns[-1]["prompt_tokens"],
             "shared_first_ttft": shared[0]["ttft"],
             "shared_later_ttft_p50": statistics.median(s["ttft"] for s in shared[1:]),
-            "shared_prompt_tokens": shared[0]["prompt_tokens"]}
+            "shared_prompt_tokens": shared[0]["prompt_tokens"],
+            "conversation_reused_tokens": sum(t["reused_tokens"] for t in turns),
+            "shared_reused_tokens": sum(s["reused_tokens"] for s in shared)}
 
 
 def run(config) -> dict[str, Any]:
@@ -121,9 +155,11 @@ def run(config) -> dict[str, Any]:
     runs: dict[str, dict[str, Any]] = {}
     for name, env in (("ingot cached", {}), ("ingot uncached", {"INGOT_PROMPT_CACHE_ENTRIES": "0"})):
         print(f"  measuring {name}", flush=True)
-        with Mesh(config.home, env) as mesh:
+        # The registry takes this metrics port, the tokenizer the next, the inference service the one after.
+        metrics_port = free_port_run(4)
+        with Mesh(config.home, {**env, "INGOT_METRICS_PORT": str(metrics_port)}) as mesh:
             httpx.get(f"{mesh.base_url}/openai/load/{MODEL}", timeout=120).raise_for_status()
-            runs[name] = measure(mesh.base_url, MODEL)
+            runs[name] = measure(mesh.base_url, MODEL, metrics_url=f"http://127.0.0.1:{metrics_port + 2}/metrics")
     if binary:
         from ingot.modelbuild.smollm2 import find_gguf
 
@@ -164,4 +200,6 @@ def _print(summaries: dict[str, dict[str, float]], identical: bool) -> None:
         print(f"  [{'met' if met else 'NOT met'}] shared prompt TTFT <= llama.cpp's (prompt cache on)")
         met = cached["conversation_later_ttft_p50"] <= peer["conversation_later_ttft_p50"]
         print(f"  [{'met' if met else 'NOT met'}] conversation TTFT <= llama.cpp's (prompt cache on)")
+    print(f"  ingot's prompt cache answered {cached['conversation_reused_tokens']:.0f} prompt tokens of the "
+          f"conversation and {cached['shared_reused_tokens']:.0f} of the shared-prompt requests")
     print(f"  [{'met' if identical else 'NOT met'}] greedy answers identical with and without ingot's prompt cache")

@@ -405,7 +405,9 @@ class Engine:
     # Retire before telling the caller: a client that sends its next request the moment this one ends must
     # find the slot free already.
     def _finish(self, sequence: Sequence, reason: int) -> None:
-        sequence.completed = True
+        # Decided here, not when the group is dropped: the caller cancels every sequence once it has read
+        # the end (a no-op then), and may do so before this thread drops the group.
+        sequence.completed = not sequence.cancelled
         self._retire(sequence)
         sequence.emit(Finished(sequence.index, reason, len(sequence.prompt), sequence.generated))
 

@@ -151,7 +151,7 @@ class PromptCache:
         """Keeps a dropped batch group's generator if it was made to be kept and its one row finished
         normally: a cancelled or failed row's KV cache may not match its tokens, so it goes."""
         row, generator = group.rows[0], group.generator
-        if not group.keep or generator is None or not row.completed or row.cancelled:
+        if not group.keep or generator is None or not row.completed:
             return
         self.put(Entry(model_id=group.model.id, options=options_key(row.search_options), generator=generator,
                        tokens=np.asarray(generator.get_sequence(0), dtype=np.int32), capacity=group.capacity,
