@@ -2,8 +2,8 @@
 
 - raw: the Generator loop in this process, no server: the engine's own ceiling for one stream.
 - ingot: the same prompts as streamed chat completions over HTTP (a raw SSE client, so the client's own
-  cost stays out of the figures), greedy, one distinct prompt per request (ingot has no prompt cache, but
-  a fair comparison with servers that do needs distinct prompts).
+  cost stays out of the figures), greedy, one distinct prompt per request (they share too
+  little for any prompt cache, so every request is a full prefill: `bench conversation` measures reuse).
 - llama.cpp (PEERS=1): llama.cpp's `llama-server` on the GGUF file the default model is built from, 16 slots
   with continuous batching and 2 threads, measured after ingot with the same prompts and client, its prompt
   cache off. The binary comes from bench/peers.py (built once and cached under $INGOT_HOME/peers/).
