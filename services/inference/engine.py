@@ -287,7 +287,8 @@ class Engine:
         if not self._waiting or batch_key(self._waiting[0], self._prefill_chunk) is None:
             return 0.0
         # A request that reuses a cached prefix runs alone anyway: waiting for company would only delay it.
-        if self._prompt_cache.lookup(self._waiting[0]) is not None:
+        head = self._waiting[0]
+        if self._prompt_cache.lookup(head, self._drafts.allows(head)) is not None:
             return 0.0
         return self._hold(self._waiting)
 
@@ -322,7 +323,7 @@ class Engine:
                                                  "request started; retry it.", param="model"))
                 continue
             room -= 1
-            entry = self._prompt_cache.lookup(sequence)
+            entry = self._prompt_cache.lookup(sequence, self._drafts.allows(sequence))
             if entry is not None:
                 self._start_group([sequence], entry)
                 continue
@@ -350,12 +351,13 @@ class Engine:
         group = Group(model, rows, self._prefill_chunk)
         if len(rows) == 1:
             sequence = rows[0]
+            drafts = self._drafts.choose(sequence)
             if entry is not None:
                 group.generator = self._prompt_cache.take(entry)
                 group.prefilled, group.capacity, group.speculative = entry.reuse, entry.capacity, entry.speculative
                 group.keep = True
             else:
-                group.speculative = self._drafts.choose(sequence)
+                group.speculative = drafts
                 if self._prompt_cache.cacheable(sequence):
                     # Room beyond this request for the next turn of its conversation, within the context.
                     # Allocating it costs time when the generator is made, so it never exceeds the prompt:

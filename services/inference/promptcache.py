@@ -113,7 +113,8 @@ class PromptCache:
             # At least one prompt token must be appended to get the next position's logits, and the last
             # token the generator holds has no KV yet.
             reuse = min(common_prefix(entry.tokens, ids), len(ids) - 1, len(entry.tokens) - 1)
-            if reuse >= MIN_REUSE_TOKENS and (best is None or reuse > best.reuse):
+            # Oldest first: on a tie the most recent entry wins, made under the latest draft policy.
+            if reuse >= MIN_REUSE_TOKENS and (best is None or reuse >= best.reuse):
                 entry.reuse = reuse
                 best = entry
         return best
@@ -134,12 +135,12 @@ class PromptCache:
         return (self.enabled and sequence.guidance is None and not sequence.score_prompt
                 and options_key(sequence.search_options) is not None)
 
-    def lookup(self, sequence) -> Entry | None:
+    def lookup(self, sequence, drafts: bool) -> Entry | None:
+        """The entry for a sequence; a drafting one only where the sequence may draft (`drafts`)."""
         if not self.cacheable(sequence):
             return None
         return self.find(sequence.model_id, options_key(sequence.search_options), sequence.prompt,
-                         sequence.budget.max_length,
-                         drafts=sequence.processor is None and sequence.top_logprobs is None)
+                         sequence.budget.max_length, drafts=drafts)
 
     def count_miss(self, sequence) -> None:
         """Counts a cacheable sequence that found nothing to reuse, once however often it was held back."""

@@ -41,15 +41,20 @@ class DraftPolicy:
                 and sequence.processor is None and sequence.top_logprobs is None
                 and len(sequence.prompt) >= MIN_PROMPT_TOKENS)
 
-    def choose(self, sequence) -> bool:
-        """Whether this sequence (which will run alone) drafts; consumes one skip of a backed-off model."""
+    def allows(self, sequence) -> bool:
+        """Whether this sequence may draft now (and so may reuse a drafting generator)."""
         if not self.eligible(sequence):
             return False
-        state = self._models.setdefault(sequence.model_id, _ModelState())
-        if state.skip > 0:
+        state = self._models.get(sequence.model_id)
+        return state is None or state.skip == 0
+
+    def choose(self, sequence) -> bool:
+        """Whether this sequence (which will run alone) drafts; consumes one skip of a backed-off model."""
+        allowed = self.allows(sequence)
+        state = self._models.get(sequence.model_id)
+        if self.eligible(sequence) and state is not None and state.skip > 0:
             state.skip -= 1
-            return False
-        return True
+        return allowed
 
     def observe(self, model_id: str, stats: dict) -> None:
         """Learns from a finished drafting request's statistics."""

@@ -131,6 +131,10 @@ def test_drafts_that_did_not_pay_back_off_exponentially_and_are_tried_again():
     assert [policy.choose(Candidate()) for _ in range(2)] == [False, True]
     policy.observe("m", slower)
     assert [policy.choose(Candidate()) for _ in range(3)] == [False, False, True]
+    policy.observe("m", slower)
+    # Asking does not use up a skip; only a request that starts does.
+    assert [policy.allows(Candidate()) for _ in range(3)] == [False, False, False]
+    assert [policy.choose(Candidate()) for _ in range(5)] == [False, False, False, False, True]
     policy.observe("m", {"rounds": 10, "observed_speedup": 1.5})
     policy.observe("m", {"rounds": 1, "observed_speedup": 0.1})  # too few rounds to judge
     assert policy.choose(Candidate())
