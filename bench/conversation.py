@@ -21,11 +21,13 @@ from typing import Any
 
 import httpx
 
-from bench.chat import LLAMA_ARGS, MODEL
+from bench.chat import MODEL
 from bench.mesh import Mesh, free_port
 from bench.peers import LlamaServerProcess, llama_server
 
 MAX_TOKENS = 48
+# 4 slots of 2,048 tokens: the chat benchmark's 16 slots of 1,024 cannot hold the shared prompt.
+LLAMA_ARGS = ["-np", "4", "-c", "8192", "--cont-batching", "-t", "2", "--jinja"]
 QUESTIONS = ("What is the capital of France?", "And how many people live there?",
              "Name three famous museums in that city.", "Which one is the oldest?",
              "What can I see there in one afternoon?", "Summarise our conversation in one sentence.")
