@@ -101,7 +101,8 @@ def reused_tokens(metrics_url: str | None) -> float:
 
 def measure(base_url: str, model: str, extra: dict | None = None, metrics_url: str | None = None) -> dict[str, Any]:
     extra = extra or {}
-    with httpx.Client(base_url=base_url, timeout=600) as client:
+    # A connection per request: llama-server closes idle keep-alive connections under a client's feet.
+    with httpx.Client(base_url=base_url, timeout=600, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         def turn(messages: list[dict]) -> dict[str, Any]:
             before = reused_tokens(metrics_url)
             ttft, answer, prompt_tokens = ask(client, model, messages, extra)

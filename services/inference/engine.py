@@ -287,8 +287,7 @@ class Engine:
         if not self._waiting or batch_key(self._waiting[0], self._prefill_chunk) is None:
             return 0.0
         # A request that reuses a cached prefix runs alone anyway: waiting for company would only delay it.
-        head = self._waiting[0]
-        if self._prompt_cache.lookup(head, self._drafts.allows(head)) is not None:
+        if self._prompt_cache.lookup(self._waiting[0]) is not None:
             return 0.0
         return self._hold(self._waiting)
 
@@ -323,7 +322,7 @@ class Engine:
                                                  "request started; retry it.", param="model"))
                 continue
             room -= 1
-            entry = self._prompt_cache.lookup(sequence, self._drafts.allows(sequence))
+            entry = self._prompt_cache.lookup(sequence)
             if entry is not None:
                 self._start_group([sequence], entry)
                 continue

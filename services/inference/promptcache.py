@@ -135,12 +135,15 @@ class PromptCache:
         return (self.enabled and sequence.guidance is None and not sequence.score_prompt
                 and options_key(sequence.search_options) is not None)
 
-    def lookup(self, sequence, drafts: bool) -> Entry | None:
-        """The entry for a sequence; a drafting one only where the sequence may draft (`drafts`)."""
+    def lookup(self, sequence) -> Entry | None:
+        """The entry for a sequence. A drafting generator never serves one that reads or rewrites each
+        step's logits; it does serve one whose model backed drafts off, since a full prefill costs far more
+        than drafts that do not pay (which onnxruntime-genai's cooldown pauses anyway)."""
         if not self.cacheable(sequence):
             return None
         return self.find(sequence.model_id, options_key(sequence.search_options), sequence.prompt,
-                         sequence.budget.max_length, drafts=drafts)
+                         sequence.budget.max_length,
+                         drafts=sequence.processor is None and sequence.top_logprobs is None)
 
     def count_miss(self, sequence) -> None:
         """Counts a cacheable sequence that found nothing to reuse, once however often it was held back."""
