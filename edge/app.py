@@ -11,6 +11,7 @@ from edge import (chat, completions, downloads, embeddings, foundry, health, imp
 from edge.auth import AUTHENTICATOR, Authenticator, auth_middleware
 from edge.azure import app as azure
 from edge.azure import openai as azure_openai
+from edge.databricks import app as databricks
 from edge.contentsafety import CONTENT_FILTER, TermListFilter
 from edge.deployments import RATE_LIMITS, RateLimits
 from edge.backends import BACKENDS, Backends
@@ -63,4 +64,5 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app.add_routes(downloads.routes)
     app.add_routes(azure_openai.routes)
     azure.mount(app)
+    databricks.mount(app)
     return app

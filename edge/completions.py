@@ -1,10 +1,12 @@
-"""POST /v1/completions: OpenAI's legacy text completions, as Databricks' completions task serves them on a
-chat model.
+"""POST /v1/completions: OpenAI's legacy text completions.
 
 Each prompt of a batch becomes one Generate call with n choices, all run at once; prompt p's choice i is
-choice p * n + i of the answer, as OpenAI numbers a batch. A string prompt goes through the chat template
-as one user message unless `use_raw_prompt` is set; token-id prompts are always raw. With a `suffix`, the
-prompt is rewritten into the model's fill-in-the-middle form, where the model has one.
+choice p * n + i of the answer, as OpenAI numbers a batch. A string prompt is continued as written, as
+OpenAI, vLLM and llama.cpp's server do, so that clients that score or continue raw text get what they sent.
+Databricks' completions task on a chat model wraps it in the chat template as one user message instead;
+its routes ask for that default (`template_by_default`), and `use_raw_prompt` overrides either default.
+Token-id prompts are always raw. With a `suffix`, the prompt is rewritten into the model's
+fill-in-the-middle form, where the model has one.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ async def fim_markers(backends: Backends, model: registry_pb2.ModelInfo) -> tupl
 
 
 async def prepare(backends: Backends, model: registry_pb2.ModelInfo, body: CompletionRequest,
-                  prompt: str | list[int], fim: tuple[int, int, int] | None) -> Prompt:
+                  prompt: str | list[int], fim: tuple[int, int, int] | None, *,
+                  template_by_default: bool = False) -> Prompt:
     if fim is not None:
         before = prompt if isinstance(prompt, list) else await backends.encode(model.id, prompt,
                                                                                add_special_tokens=False)
@@ -90,7 +93,7 @@ async def prepare(backends: Backends, model: registry_pb2.ModelInfo, body: Compl
     if isinstance(prompt, list):
         token_ids = prompt
         text = await backends.decode(model.id, token_ids) if body.echo else ""
-    elif body.use_raw_prompt:
+    elif body.use_raw_prompt if body.use_raw_prompt is not None else not template_by_default:
         token_ids = await backends.encode(model.id, prompt, add_special_tokens=True)
         text = prompt
     else:
@@ -186,8 +189,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return await run_completions(request, parse_completion_request(await request.read()))
 
 
-async def run_completions(request: web.Request, body: CompletionRequest) -> web.StreamResponse:
-    """Answers a parsed completions request; the OpenAI, Azure and Azure OpenAI routes all end here."""
+async def run_completions(request: web.Request, body: CompletionRequest, *,
+                          template_by_default: bool = False) -> web.StreamResponse:
+    """Answers a parsed completions request; the OpenAI, Azure, Azure OpenAI and Databricks routes all end
+    here. `template_by_default`: a string prompt goes through the chat template unless use_raw_prompt is true
+    (Databricks' completions task); otherwise it is raw unless use_raw_prompt is false."""
     backends = request.config_dict[BACKENDS]
     deployment = await policy(request, body.model)
     body = deployment.with_defaults(body)
@@ -195,7 +201,9 @@ async def run_completions(request: web.Request, body: CompletionRequest) -> web.
     with _about_the_prompt():
         model = await chat_model(backends, body.model, "completions")
         fim = await fim_markers(backends, model) if body.suffix else None
-        prompts = list(await asyncio.gather(*(prepare(backends, model, body, prompt, fim) for prompt in body.prompt)))
+        prompts = list(await asyncio.gather(*(prepare(backends, model, body, prompt, fim,
+                                                              template_by_default=template_by_default)
+                                                      for prompt in body.prompt)))
         calls = []
         for position, prompt in enumerate(prompts):
             where = "the prompt" if len(prompts) == 1 else f"prompt {position}"
