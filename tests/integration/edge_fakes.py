@@ -51,6 +51,9 @@ class FakeRegistry(registry_grpc.RegistryServiceServicer):
     async def ListModels(self, request, context):
         return registry_pb2.ListModelsResponse(models=MODELS)
 
+    async def ListDeployments(self, request, context):
+        return registry_pb2.ListDeploymentsResponse()
+
 
 BOS = 0
 FIM = {"<fim_prefix>": 1, "<fim_suffix>": 2, "<fim_middle>": 3}
