@@ -39,7 +39,8 @@ def describe(endpoint: adapter.Endpoint) -> dict[str, Any]:
 
 
 def _no_query(request: web.Request) -> None:
-    for name in request.query:
+    if request.query:
+        name = next(iter(request.query))
         raise InvalidArgument(f"Unsupported query parameter: '{name}' is not supported by this server.", param=name)
 
 
