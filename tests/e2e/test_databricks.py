@@ -156,6 +156,27 @@ def test_embeddings_with_and_without_an_instruction(workspace, deploy, openai_cl
     assert np.abs(np.array(same.data[0].embedding) - vectors[0]).max() < 1e-5
 
 
+def test_the_references_chat_parameters_act_through_invocations(deploy):
+    fruit = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}}, "required": ["name"],
+             "additionalProperties": False}
+    answer = deploy.predict(endpoint=SMOLLM2_ALIAS, inputs={
+        "messages": [{"role": "user", "content": "Name a fruit as JSON."}], "max_tokens": 40, "temperature": 0,
+        "n": 2, "stop": ["\n\n"], "logprobs": True, "top_logprobs": 2,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "fruit", "schema": fruit}}})
+    assert [choice["index"] for choice in answer["choices"]] == [0, 1]
+    for choice in answer["choices"]:
+        assert set(json.loads(choice["message"]["content"])) == {"name"}
+        assert all(len(entry["top_logprobs"]) <= 2 for entry in choice["logprobs"]["content"])
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "The weather of a city",
+                                                "parameters": {"type": "object", "required": ["city"],
+                                                               "properties": {"city": {"type": "string"}}}}}
+    called = deploy.predict(endpoint=SMOLLM2_ALIAS, inputs={
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}], "max_tokens": 60,
+        "temperature": 0, "tools": [weather], "tool_choice": "required", "parallel_tool_calls": False})
+    [call] = called["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather" and "city" in json.loads(call["function"]["arguments"])
+
+
 def test_mlflow_predict_stream_is_the_answer_in_pieces(deploy):
     inputs = {"messages": [{"role": "user", "content": "Hi! Name a fruit."}], "max_tokens": 12, "temperature": 0}
     whole = deploy.predict(endpoint=SMOLLM2_ALIAS, inputs=inputs)
