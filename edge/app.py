@@ -6,18 +6,28 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import (chat, completions, downloads, embeddings, foundry, health, imports, loading, models, observability,
-                  openapi, tokens)
-from edge.auth import AUTHENTICATOR, Authenticator, auth_middleware
+from edge.openai import chat
+from edge.openai import completions
+from edge.foundry import downloads
+from edge.openai import embeddings
+from edge.foundry import catalog
+from edge.ops import health
+from edge.foundry import imports
+from edge.foundry import loading
+from edge.openai import models
+from edge.shared import observability
+from edge.ops import openapi
+from edge.openai import tokens
+from edge.shared.auth import AUTHENTICATOR, Authenticator, auth_middleware
 from edge.azure import app as azure
 from edge.azure import openai as azure_openai
-from edge.contentsafety import CONTENT_FILTER, TermListFilter
-from edge.deployments import RATE_LIMITS, RateLimits
-from edge.backends import BACKENDS, Backends
-from edge.drain import DRAIN, Drain
-from edge.errors import error_middleware
-from edge.limits import concurrency_middleware
-from edge.settings import SETTINGS, EdgeSettings
+from edge.shared.contentsafety import CONTENT_FILTER, TermListFilter
+from edge.shared.deployments import RATE_LIMITS, RateLimits
+from edge.mesh.backends import BACKENDS, Backends
+from edge.shared.drain import DRAIN, Drain
+from edge.shared.errors import error_middleware
+from edge.shared.limits import concurrency_middleware
+from edge.shared.settings import SETTINGS, EdgeSettings
 
 
 
@@ -58,7 +68,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app.add_routes(models.routes)
     app.add_routes(health.routes)
     app.add_routes(loading.routes)
-    app.add_routes(foundry.routes)
+    app.add_routes(catalog.routes)
     app.add_routes(imports.routes)
     app.add_routes(downloads.routes)
     app.add_routes(azure_openai.routes)

@@ -18,11 +18,11 @@ from aiohttp import web
 
 from edge.azure.errors import Unprocessable, unsupported
 from edge.azure.params import DEPLOYMENT_HEADER, deployment, extra_parameters
-from edge.backends import BACKENDS
-from edge.embeddings import response_body
-from edge.embeddings_schemas import (AZURE_IMAGE_SPEC_FIELDS, AZURE_SPEC_FIELDS, INPUT_TYPES, MODEL_EXTRAS,
+from edge.mesh.backends import BACKENDS
+from edge.openai.embeddings import response_body
+from edge.openai.embeddings_schemas import (AZURE_IMAGE_SPEC_FIELDS, AZURE_SPEC_FIELDS, INPUT_TYPES, MODEL_EXTRAS,
                                      AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, embed_request)
-from edge.parsing import parse_json_object, validate
+from edge.openai.parsing import parse_json_object, validate
 from ingot.common.errors import FailedPrecondition, IngotError, InvalidArgument
 from ingot.embeddings.v1 import embeddings_service_pb2 as pb
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge.azure.params import deployment
-from edge.backends import BACKENDS
+from edge.mesh.backends import BACKENDS
 from ingot.common.errors import FailedPrecondition
 from ingot.common.v1 import common_pb2
 

@@ -1,7 +1,7 @@
 """Azure OpenAI's routes, so that `openai.AzureOpenAI` and `openai.OpenAI(base_url=.../openai/v1)` work
 unchanged: the deployment routes (`/openai/deployments/{deployment}/...?api-version=`) and the v1 routes
 (no api-version). They speak OpenAI's API, errors included, so they belong to the root application; the
-embeddings ones live in edge/embeddings.py.
+embeddings ones live in edge/openai/embeddings.py.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import json
 
 from aiohttp import web
 
-from edge import models
-from edge.chat import run_chat
-from edge.completions import run_completions
-from edge.parsing import parse_chat_request, parse_completion_request, parse_json_object
+from edge.openai import models
+from edge.openai.chat import run_chat
+from edge.openai.completions import run_completions
+from edge.openai.parsing import parse_chat_request, parse_completion_request, parse_json_object
 
 routes = web.RouteTableDef()
 

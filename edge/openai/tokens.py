@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge import toolcalls
-from edge.backends import BACKENDS
-from edge.parsing import parse_chat_request, parse_detokenize_request, parse_tokenize_request
-from edge.schemas import Detokenized, TokenCount, Tokenized
+from edge.mesh import toolcalls
+from edge.mesh.backends import BACKENDS
+from edge.openai.parsing import parse_chat_request, parse_detokenize_request, parse_tokenize_request
+from edge.openai.schemas import Detokenized, TokenCount, Tokenized
 from ingot.common.errors import IngotError
 
 routes = web.RouteTableDef()

@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from edge.embeddings_schemas import OpenAIEmbeddingsRequest
-from edge.schemas import (ChatCompletion, ChatCompletionRequest, CompletionRequest, DetokenizeRequest,
+from edge.openai.embeddings_schemas import OpenAIEmbeddingsRequest
+from edge.openai.schemas import (ChatCompletion, ChatCompletionRequest, CompletionRequest, DetokenizeRequest,
                           Detokenized, ModelList, TextCompletion, TokenizeRequest, Tokenized)
 
 routes = web.RouteTableDef()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.backends import BACKENDS, translated
-from edge.query import check_query, flag, seconds
+from edge.mesh.backends import BACKENDS, translated
+from edge.shared.query import check_query, flag, seconds
 from ingot.common.errors import InvalidArgument, NotFound
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 

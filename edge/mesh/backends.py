@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 from aiohttp import web
 
-from edge.settings import EdgeSettings
+from edge.shared.settings import EdgeSettings
 from ingot.common.channels import insecure_channel
 from ingot.common.errors import DeadlineExceeded, NotFound, Unavailable, error_from_rpc
 from ingot.common.v1 import common_pb2

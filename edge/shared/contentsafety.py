@@ -156,7 +156,7 @@ async def watch_output(content_filter: ContentFilter, messages: AsyncIterator[Ta
     """The generation's messages, with each choice's text so far checked as it grows. A choice whose text
     is blocked ends there: the message that completed the hit is replaced by a final one with finish reason
     CONTENT_FILTER and no text, and later messages of that choice are dropped. Once every choice has ended
-    the iteration stops, and the caller (edge.generation.generate) cancels the calls still generating."""
+    the iteration stops, and the caller (edge.openai.generation.generate) cancels the calls still generating."""
     texts: dict[tuple[int, int], str] = {}
     ended: set[tuple[int, int]] = set()
     async for position, message in messages:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from edge.schemas import UINT32_MAX, RequestModel
+from edge.openai.schemas import UINT32_MAX, RequestModel
 from ingot.common.errors import InvalidArgument
 from ingot.embeddings.v1 import embeddings_service_pb2 as pb
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import grpc
 from aiohttp import web
 
-from edge import convert, observability
-from edge.backends import Backends, translated_stream
-from edge.errors import Failure, error_body
-from edge.schemas import Usage
-from edge.sse import EventStream
+from edge.mesh import convert
+from edge.shared import observability
+from edge.mesh.backends import Backends, translated_stream
+from edge.shared.errors import Failure, error_body
+from edge.openai.schemas import Usage
+from edge.shared.sse import EventStream
 from ingot.common.errors import IngotError, Internal, InvalidArgument
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2

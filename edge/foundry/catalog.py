@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 from google.protobuf import json_format
 
-from edge.backends import BACKENDS, Backends, translated
-from edge.query import check_query, flag
+from edge.mesh.backends import BACKENDS, Backends, translated
+from edge.shared.query import check_query, flag
 from ingot.common.errors import FailedPrecondition
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable
 
-from edge.schemas import (ChatCompletionRequest, ChatMessage, ChoiceLogprobs, CompletionLogprobs, SamplingFields,
+from edge.openai.schemas import (ChatCompletionRequest, ChatMessage, ChoiceLogprobs, CompletionLogprobs, SamplingFields,
                           TokenLogprob, TopLogprob)
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2

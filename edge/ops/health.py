@@ -8,7 +8,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from edge.backends import BACKENDS, Service
+from edge.mesh.backends import BACKENDS, Service
 
 routes = web.RouteTableDef()
 

@@ -26,7 +26,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from edge.settings import EdgeSettings
+from edge.shared.settings import EdgeSettings
 from ingot.common.errors import Unauthenticated
 
 log = logging.getLogger(__name__)

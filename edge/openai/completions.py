@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from edge import convert
-from edge.backends import BACKENDS, Backends
-from edge.limits import check_token_caps
-from edge.settings import SETTINGS
-from edge.deployments import policy
-from edge.generation import Choices, ChoiceState, Tagged, chat_model, event_stream, generate, opening
-from edge.parsing import parse_completion_request
-from edge.schemas import CompletionChoice, CompletionLogprobs, CompletionRequest, TextCompletion
-from edge.sse import EventStream
+from edge.mesh import convert
+from edge.mesh.backends import BACKENDS, Backends
+from edge.shared.limits import check_token_caps
+from edge.shared.settings import SETTINGS
+from edge.shared.deployments import policy
+from edge.openai.generation import Choices, ChoiceState, Tagged, chat_model, event_stream, generate, opening
+from edge.openai.parsing import parse_completion_request
+from edge.openai.schemas import CompletionChoice, CompletionLogprobs, CompletionRequest, TextCompletion
+from edge.shared.sse import EventStream
 from ingot.common.errors import IngotError, InvalidArgument
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2

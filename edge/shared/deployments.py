@@ -13,9 +13,9 @@ from aiohttp import web
 from google.protobuf import json_format
 from pydantic import BaseModel
 
-from edge.backends import BACKENDS
-from edge.contentsafety import CONTENT_FILTER, ContentFilter, Tagged, check_prompt, watch_output
-from edge.parsing import validate
+from edge.mesh.backends import BACKENDS
+from edge.shared.contentsafety import CONTENT_FILTER, ContentFilter, Tagged, check_prompt, watch_output
+from edge.openai.parsing import validate
 from ingot.common.errors import ResourceExhausted
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from edge.backends import BACKENDS
-from edge.embeddings_encoding import encode, vectors
-from edge.embeddings_schemas import OpenAIEmbeddingsRequest, embed_request
-from edge.parsing import parse_json_object, validate
+from edge.mesh.backends import BACKENDS
+from edge.openai.embeddings_encoding import encode, vectors
+from edge.openai.embeddings_schemas import OpenAIEmbeddingsRequest, embed_request
+from edge.openai.parsing import parse_json_object, validate
 from ingot.embeddings.v1 import embeddings_service_pb2 as pb
 
 routes = web.RouteTableDef()

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from edge.schema_support import check_request_schema
-from edge.schemas import (MAX_BATCH_CHOICES, ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest,
+from edge.openai.schema_support import check_request_schema
+from edge.openai.schemas import (MAX_BATCH_CHOICES, ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest,
                           FunctionDefinition, SamplingFields, TokenizeRequest)
 from ingot.common.errors import InvalidArgument
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from aiohttp import web
 
-from edge.backends import BACKENDS, translated_stream
-from edge.errors import Failure, openai_body
-from edge.parsing import parse_json_object
+from edge.mesh.backends import BACKENDS, translated_stream
+from edge.shared.errors import Failure, openai_body
+from edge.openai.parsing import parse_json_object
 from ingot.common.errors import IngotError, InvalidArgument
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 

@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from edge import convert, toolcalls
-from edge.backends import BACKENDS
-from edge.limits import check_token_caps
-from edge.settings import SETTINGS
-from edge.deployments import policy
-from edge.generation import Choices, Tagged, chat_model, event_stream, generate, opening
-from edge.parsing import parse_chat_request
-from edge.schemas import (AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
+from edge.mesh import convert
+from edge.mesh import toolcalls
+from edge.mesh.backends import BACKENDS
+from edge.shared.limits import check_token_caps
+from edge.shared.settings import SETTINGS
+from edge.shared.deployments import policy
+from edge.openai.generation import Choices, Tagged, chat_model, event_stream, generate, opening
+from edge.openai.parsing import parse_chat_request
+from edge.openai.schemas import (AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
                           ChoiceLogprobs, ChunkChoice, Delta)
-from edge.sse import EventStream
+from edge.shared.sse import EventStream
 from ingot.common.errors import InvalidArgument
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 

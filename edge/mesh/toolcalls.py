@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge import convert
-from edge.schemas import (ChatCompletionRequest, ChatMessage, FunctionCall, FunctionCallDelta, ToolCall,
+from edge.mesh import convert
+from edge.openai.schemas import (ChatCompletionRequest, ChatMessage, FunctionCall, FunctionCallDelta, ToolCall,
                           ToolCallDelta)
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2

@@ -129,7 +129,7 @@ async def observe(messages: AsyncIterator[tuple[int, inference_pb2.GenerateRespo
 
 async def _refresh_inference_gauges(request: web.Request) -> None:
     # Read at scrape time from the inference service, so the numbers are never stale.
-    from edge.backends import BACKENDS
+    from edge.mesh.backends import BACKENDS
 
     backends = request.config_dict[BACKENDS]
     try:

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from edge.backends import BACKENDS
-from edge.schemas import Model, ModelList
+from edge.mesh.backends import BACKENDS
+from edge.openai.schemas import Model, ModelList
 from ingot.common.errors import NotFound
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 

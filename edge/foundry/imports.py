@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from edge.backends import BACKENDS
-from edge.downloads import early_failure, relay_progress
-from edge.parsing import parse_json_object
+from edge.mesh.backends import BACKENDS
+from edge.foundry.downloads import early_failure, relay_progress
+from edge.openai.parsing import parse_json_object
 from ingot.common.errors import IngotError, InvalidArgument
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
