@@ -1,4 +1,5 @@
-"""The edge's aiohttp application: routes, the error middleware, and the gRPC channels' lifetime."""
+"""The edge's aiohttp application: the middleware, the per-process state, the gRPC channels' lifetime, and
+the routes edge/routes.py lists."""
 
 from __future__ import annotations
 
@@ -6,21 +7,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge.openai import chat
-from edge.openai import completions
-from edge.foundry import downloads
-from edge.openai import embeddings
-from edge.foundry import catalog
-from edge.ops import health
-from edge.foundry import imports
-from edge.foundry import loading
-from edge.openai import models
+from edge import routes
 from edge.shared import observability
-from edge.ops import openapi
-from edge.openai import tokens
 from edge.shared.auth import AUTHENTICATOR, Authenticator, auth_middleware
-from edge.azure import app as azure
-from edge.azure import openai as azure_openai
 from edge.shared.contentsafety import CONTENT_FILTER, TermListFilter
 from edge.shared.deployments import RATE_LIMITS, RateLimits
 from edge.mesh.backends import BACKENDS, Backends
@@ -58,19 +47,6 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[CONTENT_FILTER] = TermListFilter.from_file(settings.content_safety_terms)
     app[RATE_LIMITS] = RateLimits()
     app.on_response_prepare.append(observability.stamp_request_id)
-    app.add_routes(observability.routes)
-    app.add_routes(openapi.routes)
     app.cleanup_ctx.append(_backends)
-    app.add_routes(chat.routes)
-    app.add_routes(embeddings.routes)
-    app.add_routes(completions.routes)
-    app.add_routes(tokens.routes)
-    app.add_routes(models.routes)
-    app.add_routes(health.routes)
-    app.add_routes(loading.routes)
-    app.add_routes(catalog.routes)
-    app.add_routes(imports.routes)
-    app.add_routes(downloads.routes)
-    app.add_routes(azure_openai.routes)
-    azure.mount(app)
+    routes.add_routes(app)
     return app

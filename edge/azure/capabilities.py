@@ -16,13 +16,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from edge.azure.errors import Unprocessable
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
+from edge.mesh.messages import ModelInfo
 
 # Parameters that need something of the model, and how to tell whether it has it. None do today.
-NEEDS: Mapping[str, tuple[Callable[[registry_pb2.ModelInfo], bool], str]] = {}
+NEEDS: Mapping[str, tuple[Callable[[ModelInfo], bool], str]] = {}
 
 
-def refuse_unsupported(model: registry_pb2.ModelInfo, body: Mapping[str, Any], schema: type[BaseModel]) -> None:
+def refuse_unsupported(model: ModelInfo, body: Mapping[str, Any], schema: type[BaseModel]) -> None:
     for name, value in body.items():
         if value is None:
             continue

@@ -1,4 +1,5 @@
-"""Foundry Local's catalog and cache routes: /foundry/list, /openai/models, /openai/status, and deleting a model.
+"""Foundry Local's catalog and cache routes: /foundry/list, /openai/models, /openai/status, and deleting a model
+(which OpenAI's DELETE /v1/models/{model}, in edge/openai/models.py, does the same way).
 
 Shapes follow what Foundry Local's SDKs parse: /foundry/list is a bare array whose entries carry every field
 the Python SDK's model requires; /openai/status is camelCase (the C# SDK reads `modelDirPath` case-sensitively).
@@ -9,17 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from google.protobuf import json_format
 
-from edge.mesh.backends import BACKENDS, Backends, translated
+from edge.mesh.backends import BACKENDS
+from edge.mesh.messages import CatalogEntry, struct_dict
 from edge.shared.query import check_query, flag
 from ingot.common.errors import FailedPrecondition
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 routes = web.RouteTableDef()
 
-def foundry_entry(entry: registry_pb2.CatalogEntry) -> dict[str, Any]:
+def foundry_entry(entry: CatalogEntry) -> dict[str, Any]:
     return {
         "name": entry.name,
         "displayName": entry.display_name,
@@ -32,7 +31,7 @@ def foundry_entry(entry: registry_pb2.CatalogEntry) -> dict[str, Any]:
         "task": entry.task,
         "runtime": {"deviceType": entry.device_type, "executionProvider": entry.execution_provider},
         "fileSizeMb": entry.file_size_mb,
-        "modelSettings": json_format.MessageToDict(entry.model_settings) or {"parameters": []},
+        "modelSettings": struct_dict(entry.model_settings) or {"parameters": []},
         "alias": entry.alias,
         "supportsToolCalling": entry.supports_tool_calling,
         "license": entry.license,
@@ -48,11 +47,8 @@ async def foundry_list(request: web.Request) -> web.Response:
     check_query(request, {"refresh"})
     backends = request.config_dict[BACKENDS]
     refresh = flag(request, "refresh")
-    with translated("registry"):
-        # A refresh may wait on the catalog host, which has its own (longer) timeout in the registry.
-        reply = await backends.registry.ListCatalog(registry_pb2.ListCatalogRequest(refresh=refresh),
-                                                    timeout=backends.call_timeout * (6 if refresh else 1))
-    return web.json_response([foundry_entry(entry) for entry in reply.models])
+    entries = await backends.list_catalog(refresh=refresh)
+    return web.json_response([foundry_entry(entry) for entry in entries])
 
 
 @routes.get("/openai/models")
@@ -65,19 +61,10 @@ async def cached_models(request: web.Request) -> web.Response:
 @routes.get("/openai/status")
 async def status(request: web.Request) -> web.Response:
     check_query(request, set())
-    backends = request.config_dict[BACKENDS]
-    with translated("registry"):
-        cache = await backends.registry.GetCache(registry_pb2.GetCacheRequest(), timeout=backends.call_timeout)
+    path = await request.config_dict[BACKENDS].cache_path()
     # There is no named pipe: every report goes over HTTP, which is what `ignorePipeReport` asks for anyway.
-    return web.json_response({"endpoints": [f"{request.scheme}://{request.host}"], "modelDirPath": cache.path,
+    return web.json_response({"endpoints": [f"{request.scheme}://{request.host}"], "modelDirPath": path,
                               "pipeName": ""})
-
-
-async def _loaded(backends: Backends) -> set[str]:
-    with translated("inference"):
-        reply = await backends.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(),
-                                                          timeout=backends.call_timeout)
-    return {model.id for model in reply.models}
 
 
 async def delete_model(request: web.Request, name: str) -> web.Response:
@@ -85,19 +72,13 @@ async def delete_model(request: web.Request, name: str) -> web.Response:
     backends = request.config_dict[BACKENDS]
     force = flag(request, "force")
     # Straight to the registry, not through the edge's short-lived resolve cache: deleting wants the truth.
-    with translated("registry"):
-        model = (await backends.registry.ResolveModel(registry_pb2.ResolveModelRequest(name=name),
-                                                      timeout=backends.call_timeout)).model
-    if model.id in await _loaded(backends):
+    model = await backends.resolve_uncached(name)
+    if model.id in {loaded.id for loaded in await backends.loaded_models()}:
         if not force:
             raise FailedPrecondition(f"The model '{model.id}' is loaded; unload it first (GET /openai/unload/"
                                      f"{model.id}) or delete it with force=true.", param="model", code="model_in_use")
-        with translated("inference"):
-            await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model.id, force=True),
-                                                 timeout=backends.call_timeout)
-    with translated("registry"):
-        await backends.registry.DeleteModel(registry_pb2.DeleteModelRequest(name=model.id),
-                                            timeout=backends.call_timeout)
+        await backends.unload_model(model.id, force=True)
+    await backends.delete_model(model.id)
     return web.json_response({"id": model.id, "object": "model", "deleted": True})
 
 
@@ -105,8 +86,3 @@ async def delete_model(request: web.Request, name: str) -> web.Response:
 async def delete_cached(request: web.Request) -> web.Response:
     return await delete_model(request, request.match_info["name"])
 
-
-# OpenAI's own route, so `client.models.delete(name)` works too.
-@routes.delete("/v1/models/{model:.+}")
-async def delete_openai(request: web.Request) -> web.Response:
-    return await delete_model(request, request.match_info["model"])

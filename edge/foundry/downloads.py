@@ -26,10 +26,10 @@ from typing import Any
 from aiohttp import web
 
 from edge.mesh.backends import BACKENDS, translated_stream
+from edge.mesh.messages import DownloadProgress
 from edge.shared.errors import Failure, openai_body
 from edge.openai.parsing import parse_json_object
 from ingot.common.errors import IngotError, InvalidArgument
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -116,7 +116,7 @@ def parse_download_body(body: bytes) -> DownloadBody:
                         buffer_size_kb=buffer_size or 0)
 
 
-def progress_line(progress: registry_pb2.DownloadProgress) -> str:
+def progress_line(progress: DownloadProgress) -> str:
     return f"Total {progress.percent:.2f}% Downloading {progress.file}\n"
 
 
@@ -145,9 +145,8 @@ async def download(request: web.Request) -> web.StreamResponse:
         body = parse_download_body(await request.read())
     except IngotError as error:
         return early_failure(error)
-    call = request.config_dict[BACKENDS].registry.DownloadModel(registry_pb2.DownloadModelRequest(
-        name=body.name, uri=body.uri, token=body.token, custom_dir=body.custom_dir,
-        buffer_size_kb=body.buffer_size_kb))
+    call = request.config_dict[BACKENDS].download_model(name=body.name, uri=body.uri, token=body.token,
+                                                        custom_dir=body.custom_dir, buffer_size_kb=body.buffer_size_kb)
     # A download the client leaves stops in the registry and keeps what arrived for a later resume.
     return await relay_progress(request, call, what="download", subject=body.name or body.uri,
                                 line=progress_line, success=lambda finished: {})

@@ -19,7 +19,6 @@ from edge.mesh.backends import BACKENDS
 from edge.foundry.downloads import early_failure, relay_progress
 from edge.openai.parsing import parse_json_object
 from ingot.common.errors import IngotError, InvalidArgument
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 routes = web.RouteTableDef()
 
@@ -59,8 +58,8 @@ async def import_model(request: web.Request) -> web.StreamResponse:
         body = parse_import_body(await request.read())
     except IngotError as error:
         return early_failure(error)
-    call = request.config_dict[BACKENDS].registry.ImportModel(registry_pb2.ImportModelRequest(
-        path=body.path, name=body.name, alias=body.alias, accuracy=body.accuracy, force=body.force))
+    call = request.config_dict[BACKENDS].import_model(path=body.path, name=body.name, alias=body.alias,
+                                                      accuracy=body.accuracy, force=body.force)
     # An import the client leaves stops in the registry and leaves nothing behind.
     return await relay_progress(
         request, call, what="import", subject=body.path,

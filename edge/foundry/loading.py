@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.mesh.backends import BACKENDS, translated
+from edge.mesh.backends import BACKENDS
 from edge.shared.query import check_query, flag, seconds
 from ingot.common.errors import InvalidArgument, NotFound
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
 routes = web.RouteTableDef()
 
@@ -34,11 +33,8 @@ async def load(request: web.Request) -> web.Response:
     backends = request.config_dict[BACKENDS]
     ttl = ttl_seconds(request)
     model = await backends.resolve_model(request.match_info["name"])
-    load_request = inference_pb2.LoadModelRequest(model=model.id, execution_provider=request.query.get("ep", ""))
-    if ttl is not None:
-        load_request.ttl_seconds = ttl
-    with translated("inference"):
-        await backends.inference.LoadModel(load_request, timeout=LOAD_TIMEOUT_S)
+    await backends.load_model(model.id, execution_provider=request.query.get("ep", ""), ttl_seconds=ttl,
+                              timeout=LOAD_TIMEOUT_S)
     return web.Response()
 
 
@@ -54,9 +50,7 @@ async def unload(request: web.Request) -> web.Response:
 
 async def _unload(backends, model_id: str, *, force: bool) -> None:
     try:
-        with translated("inference"):
-            await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model_id, force=force),
-                                                 timeout=backends.call_timeout)
+        await backends.unload_model(model_id, force=force)
     except NotFound:
         # The model exists and is not in memory: what unloading asks for is already true.
         pass
@@ -65,22 +59,19 @@ async def _unload(backends, model_id: str, *, force: bool) -> None:
 @routes.get("/openai/unloadall")
 async def unload_all(request: web.Request) -> web.Response:
     backends = request.config_dict[BACKENDS]
-    for model in await _loaded(backends):
+    for model in await backends.loaded_models():
         await _unload(backends, model.id, force=True)
     return web.Response()
 
 
 @routes.get("/openai/loadedmodels")
 async def loaded_models(request: web.Request) -> web.Response:
-    return web.json_response([model.id for model in await _loaded(request.config_dict[BACKENDS])])
+    return web.json_response([model.id for model in await request.config_dict[BACKENDS].loaded_models()])
 
 
 @routes.get("/openai/getgpudevice")
 async def get_gpu_device(request: web.Request) -> web.Response:
-    backends = request.config_dict[BACKENDS]
-    with translated("inference"):
-        reply = await backends.inference.GetDevice(inference_pb2.GetDeviceRequest(), timeout=backends.call_timeout)
-    return web.json_response(reply.device_id)
+    return web.json_response(await request.config_dict[BACKENDS].device())
 
 
 @routes.get("/openai/setgpudevice/{device_id}")
@@ -90,14 +81,6 @@ async def set_gpu_device(request: web.Request) -> web.Response:
     if not raw.isdigit():
         raise InvalidArgument(f"Invalid value for 'deviceId': expected a device number, got {raw!r}.",
                               param="deviceId")
-    with translated("inference"):
-        await backends.inference.SetDevice(inference_pb2.SetDeviceRequest(device_id=int(raw)),
-                                           timeout=backends.call_timeout)
+    await backends.set_device(int(raw))
     return web.Response()
 
-
-async def _loaded(backends) -> list[inference_pb2.LoadedModel]:
-    with translated("inference"):
-        reply = await backends.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(),
-                                                          timeout=backends.call_timeout)
-    return list(reply.models)

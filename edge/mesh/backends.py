@@ -1,4 +1,4 @@
-"""The gRPC side of the edge: one channel per service and the calls the routes make.
+"""The gRPC side of the edge: one channel per service and the typed calls the surfaces make.
 
 Every grpc.RpcError leaves this module as the IngotError it stands for, named after the service that
 failed, so routes and the error middleware never see gRPC exceptions.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge.shared.settings import EdgeSettings
 from ingot.common.channels import insecure_channel
@@ -111,6 +112,69 @@ class Backends:
         self._resolved[name] = (now + RESOLVE_TTL, reply)
         return reply
 
+    async def resolve_uncached(self, name: str) -> registry_pb2.ModelInfo:
+        """What `name` means now, past the resolve cache: for a change (a delete) that wants the truth."""
+        with translated("registry"):
+            reply = await self.registry.ResolveModel(registry_pb2.ResolveModelRequest(name=name),
+                                                     timeout=self.call_timeout)
+        return reply.model
+
+    async def list_catalog(self, *, refresh: bool) -> Sequence[registry_pb2.CatalogEntry]:
+        with translated("registry"):
+            # A refresh may wait on the catalog host, which has its own (longer) timeout in the registry.
+            reply = await self.registry.ListCatalog(registry_pb2.ListCatalogRequest(refresh=refresh),
+                                                    timeout=self.call_timeout * (6 if refresh else 1))
+        return reply.models
+
+    async def cache_path(self) -> str:
+        with translated("registry"):
+            cache = await self.registry.GetCache(registry_pb2.GetCacheRequest(), timeout=self.call_timeout)
+        return cache.path
+
+    async def delete_model(self, name: str) -> None:
+        with translated("registry"):
+            await self.registry.DeleteModel(registry_pb2.DeleteModelRequest(name=name), timeout=self.call_timeout)
+
+    # No deadline on the two streams below: they last as long as the transfer; the client that leaves cancels.
+    def download_model(self, *, name: str, uri: str, token: str, custom_dir: str,
+                       buffer_size_kb: int) -> grpc.aio.UnaryStreamCall:
+        return self.registry.DownloadModel(registry_pb2.DownloadModelRequest(
+            name=name, uri=uri, token=token, custom_dir=custom_dir, buffer_size_kb=buffer_size_kb))
+
+    def import_model(self, *, path: str, name: str, alias: str, accuracy: str,
+                     force: bool) -> grpc.aio.UnaryStreamCall:
+        return self.registry.ImportModel(registry_pb2.ImportModelRequest(
+            path=path, name=name, alias=alias, accuracy=accuracy, force=force))
+
+    async def loaded_models(self, timeout: float | None = None) -> list[inference_pb2.LoadedModel]:
+        with translated("inference"):
+            reply = await self.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(),
+                                                          timeout=timeout or self.call_timeout)
+        return list(reply.models)
+
+    async def load_model(self, model: str, *, execution_provider: str, ttl_seconds: int | None,
+                         timeout: float) -> None:
+        request = inference_pb2.LoadModelRequest(model=model, execution_provider=execution_provider)
+        if ttl_seconds is not None:
+            request.ttl_seconds = ttl_seconds
+        with translated("inference"):
+            await self.inference.LoadModel(request, timeout=timeout)
+
+    async def unload_model(self, model: str, *, force: bool) -> None:
+        with translated("inference"):
+            await self.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model, force=force),
+                                             timeout=self.call_timeout)
+
+    async def device(self) -> int:
+        with translated("inference"):
+            reply = await self.inference.GetDevice(inference_pb2.GetDeviceRequest(), timeout=self.call_timeout)
+        return reply.device_id
+
+    async def set_device(self, device_id: int) -> None:
+        with translated("inference"):
+            await self.inference.SetDevice(inference_pb2.SetDeviceRequest(device_id=device_id),
+                                           timeout=self.call_timeout)
+
     async def list_models(self) -> Sequence[registry_pb2.ModelInfo]:
         with translated("registry"):
             reply = await self.registry.ListModels(registry_pb2.ListModelsRequest(), timeout=self.call_timeout)
@@ -174,6 +238,16 @@ class Backends:
         # No overall deadline: a long completion is legitimate, and a client that gives up cancels the call.
         # Only the first message has one, so a hung inference service is a 504 rather than a hang.
         return FirstMessageDeadline(self.inference.Generate(request), self.first_token_timeout)
+
+
+async def serving_status(service: Service, timeout: float) -> str:
+    """SERVING, NOT_SERVING, SERVICE_UNKNOWN, or the gRPC code of a failed check (UNAVAILABLE, ...)."""
+    try:
+        reply = await health_pb2_grpc.HealthStub(service.channel).Check(health_pb2.HealthCheckRequest(),
+                                                                        timeout=timeout)
+    except grpc.aio.AioRpcError as err:
+        return err.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 class FirstMessageDeadline:

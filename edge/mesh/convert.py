@@ -1,20 +1,19 @@
-"""Between the OpenAI schemas and the protobuf messages the services speak."""
+"""Between the OpenAI schemas and the protobuf messages the services speak: the requests a surface sends
+built here, and the answers' parts read back into the schemas."""
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from edge.openai.schemas import (ChatCompletionRequest, ChatMessage, ChoiceLogprobs, CompletionLogprobs, SamplingFields,
-                          TokenLogprob, TopLogprob)
+from edge.openai.schemas import (ChatCompletionRequest, ChatMessage, ChoiceLogprobs, CompletionLogprobs,
+                                 CompletionRequest, SamplingFields, TokenLogprob, TopLogprob)
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
-# Foundry Local's names for a model's task.
-TASKS = {
-    common_pb2.MODEL_TASK_CHAT_COMPLETION: "chat-completion",
-    common_pb2.MODEL_TASK_EMBEDDINGS: "embeddings",
-}
+if TYPE_CHECKING:
+    from edge.mesh.toolcalls import Structured
 
 FINISH_REASONS = {
     common_pb2.FINISH_REASON_STOP: "stop",
@@ -41,6 +40,31 @@ def chat_message(message: ChatMessage) -> common_pb2.ChatMessage:
     if text is not None:
         proto.content = text
     return proto
+
+
+def user_message(text: str) -> common_pb2.ChatMessage:
+    """A raw prompt as the one user turn of a conversation, for a model's chat template."""
+    return common_pb2.ChatMessage(role="user", content=text)
+
+
+def chat_generate_request(chat: ChatCompletionRequest, model: str, prompt: Sequence[int],
+                          structured: Structured) -> inference_pb2.GenerateRequest:
+    request = inference_pb2.GenerateRequest(
+        model=model, prompt_token_ids=prompt, sampling=sampling_params(chat, chat.token_limit),
+        n=chat.choices, execution_provider=chat.ep or "", tools=structured.tools, constraint=structured.constraint)
+    if chat.ttl is not None:
+        request.ttl_seconds = chat.ttl
+    return request
+
+
+def completion_generate_request(body: CompletionRequest, model: str, prompt: Sequence[int],
+                                max_tokens: int | None) -> inference_pb2.GenerateRequest:
+    sampling = sampling_params(body, max_tokens)
+    if body.logprobs is not None:
+        sampling.logprobs = True
+        sampling.top_logprobs = body.logprobs
+    return inference_pb2.GenerateRequest(model=model, prompt_token_ids=prompt, sampling=sampling,
+                                         n=body.choices, prompt_logprobs=bool(body.echo and body.logprobs is not None))
 
 
 def sampling_params(request: SamplingFields, max_tokens: int | None) -> inference_pb2.SamplingParams:

@@ -13,6 +13,7 @@ from aiohttp import web
 from edge.mesh import convert
 from edge.mesh import toolcalls
 from edge.mesh.backends import BACKENDS
+from edge.mesh.messages import GenerateResponse
 from edge.shared.limits import check_token_caps
 from edge.shared.settings import SETTINGS
 from edge.shared.deployments import policy
@@ -22,7 +23,6 @@ from edge.openai.schemas import (AssistantMessage, ChatCompletion, ChatCompletio
                           ChoiceLogprobs, ChunkChoice, Delta)
 from edge.shared.sse import EventStream
 from ingot.common.errors import InvalidArgument
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Completion:
     def tools(self) -> bool:
         return self.structured.tools is not None
 
-    def add(self, position: int, message: inference_pb2.GenerateResponse):
+    def add(self, position: int, message: GenerateResponse):
         index, state = self.choices.add(position, message)
         self.calls[index].add(message.tool_calls)
         return index, state
@@ -105,11 +105,7 @@ async def run_chat(request: web.Request, chat: ChatCompletionRequest) -> web.Str
     structured = toolcalls.structured(chat)
     prompt = await backends.apply_chat_template(model.id, toolcalls.chat_messages(chat.messages),
                                                 tools_json=structured.tools_json)
-    generate_request = inference_pb2.GenerateRequest(
-        model=model.id, prompt_token_ids=prompt, sampling=convert.sampling_params(chat, chat.token_limit),
-        n=chat.choices, execution_provider=chat.ep or "", tools=structured.tools, constraint=structured.constraint)
-    if chat.ttl is not None:
-        generate_request.ttl_seconds = chat.ttl
+    generate_request = convert.chat_generate_request(chat, model.id, prompt, structured)
     if chat.user or chat.metadata:
         log.info("chat request for %s from user %r with metadata %s", model.id, chat.user, chat.metadata)
     check_token_caps(request.config_dict[SETTINGS], generate_request, prompt_param="messages")

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from edge.mesh import convert
 from edge.mesh.backends import BACKENDS, Backends
+from edge.mesh.messages import GenerateRequest, ModelInfo
 from edge.shared.limits import check_token_caps
 from edge.shared.settings import SETTINGS
 from edge.shared.deployments import policy
@@ -28,9 +29,6 @@ from edge.openai.parsing import parse_completion_request
 from edge.openai.schemas import CompletionChoice, CompletionLogprobs, CompletionRequest, TextCompletion
 from edge.shared.sse import EventStream
 from ingot.common.errors import IngotError, InvalidArgument
-from ingot.common.v1 import common_pb2
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 routes = web.RouteTableDef()
 
@@ -64,7 +62,7 @@ def _about_the_prompt() -> Iterator[None]:
         raise
 
 
-async def fim_markers(backends: Backends, model: registry_pb2.ModelInfo) -> tuple[int, int, int]:
+async def fim_markers(backends: Backends, model: ModelInfo) -> tuple[int, int, int]:
     """The ids of the model's fill-in-the-middle tokens, or a 400 naming `suffix` where it has none."""
     families = await asyncio.gather(*(
         asyncio.gather(*(backends.encode(model.id, marker, add_special_tokens=False) for marker in family))
@@ -79,7 +77,7 @@ async def fim_markers(backends: Backends, model: registry_pb2.ModelInfo) -> tupl
                           "so it cannot complete text that comes before a suffix.", param="suffix")
 
 
-async def prepare(backends: Backends, model: registry_pb2.ModelInfo, body: CompletionRequest,
+async def prepare(backends: Backends, model: ModelInfo, body: CompletionRequest,
                   prompt: str | list[int], fim: tuple[int, int, int] | None) -> Prompt:
     if fim is not None:
         before = prompt if isinstance(prompt, list) else await backends.encode(model.id, prompt,
@@ -94,7 +92,7 @@ async def prepare(backends: Backends, model: registry_pb2.ModelInfo, body: Compl
         token_ids = await backends.encode(model.id, prompt, add_special_tokens=True)
         text = prompt
     else:
-        rendered = await backends.render_chat(model.id, [common_pb2.ChatMessage(role="user", content=prompt)])
+        rendered = await backends.render_chat(model.id, [convert.user_message(prompt)])
         token_ids, text = list(rendered.token_ids), rendered.prompt
     if not token_ids:
         raise InvalidArgument("Invalid value for 'prompt': it encodes to no tokens, so there is nothing to "
@@ -220,13 +218,8 @@ async def run_completions(request: web.Request, body: CompletionRequest) -> web.
 
 
 def _generate_request(body: CompletionRequest, model: str, prompt: Prompt,
-                      max_tokens: int | None) -> inference_pb2.GenerateRequest:
-    sampling = convert.sampling_params(body, max_tokens)
-    if body.logprobs is not None:
-        sampling.logprobs = True
-        sampling.top_logprobs = body.logprobs
-    return inference_pb2.GenerateRequest(model=model, prompt_token_ids=prompt.token_ids, sampling=sampling,
-                                         n=body.choices, prompt_logprobs=bool(body.echo and body.logprobs is not None))
+                      max_tokens: int | None) -> GenerateRequest:
+    return convert.completion_generate_request(body, model, prompt.token_ids, max_tokens)
 
 
 async def _relay(stream: EventStream, answer: Answer, messages: AsyncIterator[Tagged]) -> None:

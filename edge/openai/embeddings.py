@@ -1,4 +1,5 @@
-"""POST /v1/embeddings (OpenAI, with Databricks' `instruction`), and the same under Azure OpenAI's routes.
+"""POST /v1/embeddings (OpenAI, with Databricks' `instruction`); Azure OpenAI's routes (edge/azure/openai.py)
+answer through `answer_embeddings` too.
 
 The embeddings service resolves the model and refuses one that is not an embeddings model; this module
 validates the body, asks for the vectors and encodes them.
@@ -12,15 +13,16 @@ from typing import Any
 from aiohttp import web
 
 from edge.mesh.backends import BACKENDS
+from edge.mesh.embeddings import embed_request
+from edge.mesh.messages import EmbedResponse
 from edge.openai.embeddings_encoding import encode, vectors
-from edge.openai.embeddings_schemas import OpenAIEmbeddingsRequest, embed_request
+from edge.openai.embeddings_schemas import OpenAIEmbeddingsRequest
 from edge.openai.parsing import parse_json_object, validate
-from ingot.embeddings.v1 import embeddings_service_pb2 as pb
 
 routes = web.RouteTableDef()
 
 
-def response_body(reply: pb.EmbedResponse, encoding_format: str) -> dict[str, Any]:
+def response_body(reply: EmbedResponse, encoding_format: str) -> dict[str, Any]:
     """OpenAI's list of embeddings; Azure's adds an id."""
     data = encode(vectors(reply.embeddings), encoding_format)
     return {
@@ -31,7 +33,7 @@ def response_body(reply: pb.EmbedResponse, encoding_format: str) -> dict[str, An
     }
 
 
-async def _embeddings(request: web.Request, deployment: str | None = None) -> web.Response:
+async def answer_embeddings(request: web.Request, deployment: str | None = None) -> web.Response:
     body = parse_json_object(await request.read())
     if deployment is not None:
         # Azure OpenAI names the deployment in the path; the openai SDK repeats it (or not) as `model`.
@@ -43,16 +45,5 @@ async def _embeddings(request: web.Request, deployment: str | None = None) -> we
 
 @routes.post("/v1/embeddings")
 async def create_embeddings(request: web.Request) -> web.Response:
-    return await _embeddings(request)
+    return await answer_embeddings(request)
 
-
-# Azure OpenAI's v1 route, which the stock `openai.OpenAI` client reaches with base_url=.../openai/v1.
-@routes.post("/openai/v1/embeddings")
-async def create_embeddings_openai_v1(request: web.Request) -> web.Response:
-    return await _embeddings(request)
-
-
-# Azure OpenAI's deployment route, which `openai.AzureOpenAI` uses (it also sends ?api-version=).
-@routes.post("/openai/deployments/{deployment}/embeddings")
-async def create_embeddings_for_deployment(request: web.Request) -> web.Response:
-    return await _embeddings(request, request.match_info["deployment"])

@@ -13,7 +13,6 @@ from pydantic import Field
 
 from edge.openai.schemas import UINT32_MAX, RequestModel
 from ingot.common.errors import InvalidArgument
-from ingot.embeddings.v1 import embeddings_service_pb2 as pb
 
 Input = str | list[int]
 
@@ -118,21 +117,3 @@ def parse_inputs(value: Any) -> list[Input]:
             raise InvalidArgument(f"Invalid type for '{param}': expected a string or an array of token ids.",
                                   param=param)
     return inputs
-
-
-INPUT_TYPES = {"text": pb.INPUT_TYPE_TEXT, "query": pb.INPUT_TYPE_QUERY, "document": pb.INPUT_TYPE_DOCUMENT}
-
-
-def embed_request(model: str, request: _Common, *, input_type: str | None = None) -> pb.EmbedRequest:
-    proto = pb.EmbedRequest(
-        model=model,
-        inputs=[pb.EmbedInput(text=item) if isinstance(item, str) else pb.EmbedInput(tokens=pb.TokenIds(ids=item))
-                for item in request.inputs()],
-        instruction=request.instruction or "",
-        fail_on_overflow=request.truncate is False,
-    )
-    if request.dimensions is not None:
-        proto.dimensions = request.dimensions
-    if input_type is not None:
-        proto.input_type = INPUT_TYPES[input_type]
-    return proto

@@ -21,30 +21,22 @@ from aiohttp import web
 from edge.mesh import convert
 from edge.shared import observability
 from edge.mesh.backends import Backends, translated_stream
+from edge.mesh.messages import GenerateResponse, ModelInfo, Tagged, TokenLogprob, is_final, serves_chat, task_name
 from edge.shared.errors import Failure, error_body
 from edge.openai.schemas import Usage
 from edge.shared.sse import EventStream
 from ingot.common.errors import IngotError, Internal, InvalidArgument
-from ingot.common.v1 import common_pb2
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 log = logging.getLogger(__name__)
 
-# A model the registry did not classify is left to the inference service to accept or refuse.
-_CHAT_TASKS = (common_pb2.MODEL_TASK_CHAT_COMPLETION, common_pb2.MODEL_TASK_UNSPECIFIED)
 # Messages read ahead of a slow client, across all the calls of one answer.
 _MERGE_BUFFER = 64
 
-Tagged = tuple[int, inference_pb2.GenerateResponse]
-
-
-async def chat_model(backends: Backends, name: str, route: str) -> registry_pb2.ModelInfo:
+async def chat_model(backends: Backends, name: str, route: str) -> ModelInfo:
     observability.note_model(name)
     model = await backends.resolve_model(name)
-    if model.task not in _CHAT_TASKS:
-        task = convert.TASKS.get(model.task, f"task {model.task}")
-        raise InvalidArgument(f"Model '{name}' is a {task} model; {route} need a chat-completion model.",
+    if not serves_chat(model):
+        raise InvalidArgument(f"Model '{name}' is a {task_name(model)} model; {route} need a chat-completion model.",
                               param="model")
     return model
 
@@ -115,9 +107,9 @@ def choice_index(position: int, index: int, n: int) -> int:
 @dataclass
 class ChoiceState:
     text: list[str] = field(default_factory=list)
-    logprobs: list[inference_pb2.TokenLogprob] = field(default_factory=list)
-    prompt_logprobs: list[inference_pb2.TokenLogprob] = field(default_factory=list)
-    final: inference_pb2.GenerateResponse | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
+    final: GenerateResponse | None = None
     # Streaming: whether this choice's first chunk went out.
     opened: bool = False
 
@@ -131,7 +123,7 @@ class Choices:
         self.states = [ChoiceState() for _ in range(len(prompt_tokens) * n)]
         self._counted = 0
 
-    def add(self, position: int, message: inference_pb2.GenerateResponse) -> tuple[int, ChoiceState]:
+    def add(self, position: int, message: GenerateResponse) -> tuple[int, ChoiceState]:
         if message.index >= self.n:
             raise Internal(f"The inference service sent choice {message.index} of {self.n}.")
         index = choice_index(position, message.index, self.n)
@@ -140,7 +132,7 @@ class Choices:
         state.logprobs.extend(message.logprobs)
         state.prompt_logprobs.extend(message.prompt_logprobs)
         self._counted += len(message.token_ids)
-        if message.finish_reason != common_pb2.FINISH_REASON_UNSPECIFIED:
+        if is_final(message):
             state.final = message
         return index, state
 

@@ -1,4 +1,5 @@
-"""GET /v1/models and /v1/models/{model}: every name a request may use, full names and aliases alike."""
+"""GET /v1/models and /v1/models/{model}: every name a request may use, full names and aliases alike; and
+DELETE /v1/models/{model}, which removes a model from the cache as Foundry Local's DELETE does."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from edge.foundry.catalog import delete_model
 from edge.mesh.backends import BACKENDS
+from edge.mesh.messages import ModelInfo
 from edge.openai.schemas import Model, ModelList
 from ingot.common.errors import NotFound
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 routes = web.RouteTableDef()
 
 
-def entries(models: Iterable[registry_pb2.ModelInfo]) -> list[Model]:
+def entries(models: Iterable[ModelInfo]) -> list[Model]:
     named: dict[str, Model] = {}
     for info in models:
         for name in (info.id, info.alias):
@@ -38,3 +40,9 @@ async def get_model(request: web.Request) -> web.Response:
         if entry.id == name:
             return web.json_response(text=entry.model_dump_json())
     raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
+
+
+# So that `client.models.delete(name)` works.
+@routes.delete("/v1/models/{model:.+}")
+async def delete_openai(request: web.Request) -> web.Response:
+    return await delete_model(request, request.match_info["model"])

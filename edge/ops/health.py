@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 from aiohttp import web
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from edge.mesh.backends import BACKENDS, Service
+from edge.mesh.backends import BACKENDS, serving_status
 
 routes = web.RouteTableDef()
 
 # A readiness probe must answer quickly even when a service hangs; a second is ample on a healthy mesh.
 CHECK_TIMEOUT = 1.0
 RETRY_AFTER = "1"
-
-
-async def check(service: Service) -> str:
-    """SERVING, NOT_SERVING, SERVICE_UNKNOWN, or the gRPC code of a failed check (UNAVAILABLE, ...)."""
-    try:
-        reply = await health_pb2_grpc.HealthStub(service.channel).Check(health_pb2.HealthCheckRequest(),
-                                                                        timeout=CHECK_TIMEOUT)
-    except grpc.aio.AioRpcError as err:
-        return err.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 @routes.get("/health")
@@ -35,7 +23,7 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
     services = list(request.config_dict[BACKENDS].services.values())
-    statuses = await asyncio.gather(*(check(service) for service in services))
+    statuses = await asyncio.gather(*(serving_status(service, CHECK_TIMEOUT) for service in services))
     report = {service.name: {"address": service.address, "status": status}
               for service, status in zip(services, statuses, strict=True)}
     if all(status == "SERVING" for status in statuses):

@@ -29,9 +29,8 @@ from typing import Any, Protocol
 import yaml
 from aiohttp import web
 
+from edge.mesh.messages import Tagged, content_filtered, is_final
 from ingot.common.errors import InvalidArgument
-from ingot.common.v1 import common_pb2
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
 CATEGORIES = ("hate", "sexual", "violence", "self_harm")
 SEVERITIES = {"safe": 0, "low": 2, "medium": 4, "high": 6}
@@ -148,9 +147,6 @@ def check_prompt(content_filter: ContentFilter, texts: Sequence[str], *, param: 
                                   "prompt and retry.", param=param, code="content_filter")
 
 
-Tagged = tuple[int, inference_pb2.GenerateResponse]
-
-
 async def watch_output(content_filter: ContentFilter, messages: AsyncIterator[Tagged],
                        choices: int) -> AsyncIterator[Tagged]:
     """The generation's messages, with each choice's text so far checked as it grows. A choice whose text
@@ -165,10 +161,8 @@ async def watch_output(content_filter: ContentFilter, messages: AsyncIterator[Ta
             continue
         texts[key] = texts.get(key, "") + message.text
         if message.text and content_filter.blocked(texts[key]):
-            # token_ids stay, so usage still counts what the model generated.
-            message = inference_pb2.GenerateResponse(index=message.index, token_ids=message.token_ids,
-                                                     finish_reason=common_pb2.FINISH_REASON_CONTENT_FILTER)
-        if message.finish_reason != common_pb2.FINISH_REASON_UNSPECIFIED:
+            message = content_filtered(message)
+        if is_final(message):
             ended.add(key)
         yield position, message
         if len(ended) >= choices:

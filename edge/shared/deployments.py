@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
-from google.protobuf import json_format
 from pydantic import BaseModel
 
 from edge.mesh.backends import BACKENDS
+from edge.mesh.messages import Deployment, deployment_defaults
 from edge.shared.contentsafety import CONTENT_FILTER, ContentFilter, Tagged, check_prompt, watch_output
 from edge.openai.parsing import validate
 from ingot.common.errors import ResourceExhausted
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 WINDOW_S = 60.0
 
@@ -46,14 +45,14 @@ RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 
 @dataclass(frozen=True)
 class Policy:
-    deployment: registry_pb2.Deployment | None
+    deployment: Deployment | None
     content_filter: ContentFilter | None
 
     def with_defaults(self, request: BaseModel) -> BaseModel:
         """The request with the deployment's default parameters where it set none; validated as if sent."""
-        if self.deployment is None or not self.deployment.default_parameters.fields:
+        defaults = deployment_defaults(self.deployment) if self.deployment is not None else {}
+        if not defaults:
             return request
-        defaults = json_format.MessageToDict(self.deployment.default_parameters)
         sent = request.model_dump(exclude_unset=True)
         merged = {**{k: v for k, v in defaults.items() if k in type(request).model_fields}, **sent}
         # A Struct holds every number as a float; strict validation takes an int for a float field but not

@@ -1,4 +1,5 @@
-"""What the edge shows about itself: the request id, one trace per request, and Prometheus metrics.
+"""What the edge shows about itself: the request id, one trace per request, and Prometheus metrics (served by
+edge/ops/metrics.py).
 
 `request_id_middleware` takes the id from `x-request-id` or `x-ms-client-request-id` (Azure's), or makes
 one; it is returned in both headers and travels to every service as gRPC metadata (see
@@ -10,22 +11,17 @@ time to first token, tokens per second and the `gen_ai.*` span attributes.
 from __future__ import annotations
 
 import contextvars
-import logging
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import grpc
 from aiohttp import web
 from opentelemetry import trace
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from edge.mesh.messages import Tagged
 from ingot.common import metrics
 from ingot.common.telemetry import REQUEST_ID, clean_request_id, new_request_id
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
-
-log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADERS = ("x-request-id", "x-ms-client-request-id")
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
@@ -34,9 +30,6 @@ _STARTED: contextvars.ContextVar[float | None] = contextvars.ContextVar("started
 _MODEL: contextvars.ContextVar[str] = contextvars.ContextVar("model", default="")
 # Stats that mustn't scrape themselves into their own counts.
 _UNCOUNTED = frozenset({"/metrics"})
-
-routes = web.RouteTableDef()
-
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
@@ -94,8 +87,7 @@ def note_model(name: str) -> None:
     trace.get_current_span().set_attribute("gen_ai.request.model", name)
 
 
-async def observe(messages: AsyncIterator[tuple[int, inference_pb2.GenerateResponse]],
-                  ) -> AsyncIterator[tuple[int, inference_pb2.GenerateResponse]]:
+async def observe(messages: AsyncIterator[Tagged]) -> AsyncIterator[Tagged]:
     """`messages` unchanged, recording time to first token, tokens per second and token counts."""
     model = _MODEL.get() or "unknown"
     span = trace.get_current_span()
@@ -125,30 +117,6 @@ async def observe(messages: AsyncIterator[tuple[int, inference_pb2.GenerateRespo
         span.set_attribute("gen_ai.usage.output_tokens", generated)
         if prompt:
             span.set_attribute("gen_ai.usage.input_tokens", prompt)
-
-
-async def _refresh_inference_gauges(request: web.Request) -> None:
-    # Read at scrape time from the inference service, so the numbers are never stale.
-    from edge.mesh.backends import BACKENDS
-
-    backends = request.config_dict[BACKENDS]
-    try:
-        reply = await backends.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(), timeout=1.0)
-    except grpc.RpcError as err:
-        log.debug("metrics: inference did not answer ListLoadedModels: %s", err.code())
-        return
-    metrics.LOADED_MODELS.set(len(reply.models))
-    metrics.ACTIVE_SEQUENCES.clear()
-    for model in reply.models:
-        metrics.ACTIVE_SEQUENCES.labels(model.id).set(model.active_sequences)
-
-
-@routes.get("/metrics")
-async def prometheus_metrics(request: web.Request) -> web.Response:
-    await _refresh_inference_gauges(request)
-    response = web.Response(body=generate_latest())
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response
 
 
 def tracing_middleware() -> Callable[..., Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.openai.embeddings_schemas import (AzureEmbeddingsRequest, OpenAIEmbeddingsRequest, embed_request,
+from edge.mesh.embeddings import embed_request
+from edge.openai.embeddings_schemas import (AzureEmbeddingsRequest, OpenAIEmbeddingsRequest,
                                      parse_inputs)
 from edge.openai.parsing import validate
 from ingot.common.errors import InvalidArgument
