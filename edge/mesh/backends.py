@@ -7,7 +7,6 @@ failed, so routes and the error middleware never see gRPC exceptions.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from edge.shared.settings import EdgeSettings
 from ingot.common.channels import insecure_channel
 from ingot.common.errors import DeadlineExceeded, NotFound, Unavailable, error_from_rpc
+from ingot.common.resolver import ModelResolver
 from ingot.common.v1 import common_pb2
 from ingot.embeddings.v1 import embeddings_service_pb2 as embeddings_pb2
 from ingot.embeddings.v1 import embeddings_service_pb2_grpc as embeddings_grpc
@@ -29,13 +29,6 @@ from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from ingot.tokenizer.v1 import tokenizer_service_pb2 as tokenizer_pb2
 from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as tokenizer_grpc
-
-# Long enough to spare the registry a call per request under load, short enough that a model added,
-# removed or re-aliased is seen almost at once.
-RESOLVE_TTL = 5.0
-# Resolved names are only real names, but a registry that matches case-insensitively accepts endless
-# spellings of one alias; past this many the cache starts over rather than grow.
-RESOLVE_CACHE_LIMIT = 1024
 
 
 @contextmanager
@@ -82,10 +75,10 @@ class Backends:
         self.inference = inference_grpc.InferenceServiceStub(self.services["inference"].channel)
         embeddings = self.services.get("embeddings")
         self.embeddings = embeddings_grpc.EmbeddingsServiceStub(embeddings.channel) if embeddings else None
-        # The deadline of a unary call, for routes that call the stubs themselves.
+        # The deadline of every unary call below.
         self.call_timeout = settings.call_timeout
         self.first_token_timeout = settings.first_token_timeout
-        self._resolved: dict[str, tuple[float, registry_pb2.ResolveModelResponse]] = {}
+        self._resolver = ModelResolver(self.registry, timeout_s=self.call_timeout)
 
     async def close(self) -> None:
         await asyncio.gather(*(service.channel.close() for service in self.services.values()))
@@ -95,22 +88,12 @@ class Backends:
 
     async def resolve(self, name: str) -> registry_pb2.ResolveModelResponse:
         """The model `name` means and, where it names a deployment, the deployment's settings."""
-        now = time.monotonic()
-        cached = self._resolved.get(name)
-        if cached is not None and cached[0] > now:
-            return cached[1]
         try:
-            with translated("registry"):
-                reply = await self.registry.ResolveModel(registry_pb2.ResolveModelRequest(name=name),
-                                                         timeout=self.call_timeout)
+            return await self._resolver.resolve_name(name)
         except NotFound as error:
             # The registry names its own field; to the HTTP client the unknown name is its `model`.
             error.param = "model"
             raise
-        if len(self._resolved) >= RESOLVE_CACHE_LIMIT:
-            self._resolved.clear()
-        self._resolved[name] = (now + RESOLVE_TTL, reply)
-        return reply
 
     async def resolve_uncached(self, name: str) -> registry_pb2.ModelInfo:
         """What `name` means now, past the resolve cache: for a change (a delete) that wants the truth."""

@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import Field
 
+from ingot.common.interceptors import Behavior, BehaviorInterceptor
 from ingot.common.settings import SettingsBase
 
 REQUEST_ID_METADATA = "x-request-id"
@@ -175,9 +176,6 @@ def _request_id_of(context: grpc.aio.ServicerContext) -> str:
     return request_id
 
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
-
-
 def _unary(behavior: Behavior) -> Callable[..., Awaitable[Any]]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = REQUEST_ID.set(_request_id_of(context))
@@ -198,18 +196,14 @@ def _stream(behavior: Behavior) -> Callable[..., AsyncIterator[Any]]:
     return stream
 
 
-class RequestIdInterceptor(grpc.aio.ServerInterceptor):
+class RequestIdInterceptor(BehaviorInterceptor):
     """Sets REQUEST_ID for the handler from the caller's `x-request-id` metadata."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_unary(handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_stream(handler.unary_stream))
-        return handler
+    def wrap_unary(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., Awaitable[Any]]:
+        return _unary(behavior)
+
+    def wrap_stream(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., AsyncIterator[Any]]:
+        return _stream(behavior)
 
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:

@@ -1,4 +1,4 @@
-"""The tokenizer remembers the registry's answers briefly and never remembers a failure."""
+"""The shared model resolver remembers the registry's answers briefly and never remembers a failure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from ingot.common.errors import InvalidArgument, NotFound
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
-from services.tokenizer.resolver import ModelResolver
+from ingot.common.resolver import ModelResolver
 
 
 class FakeRegistry:
@@ -73,3 +73,33 @@ async def test_an_empty_name_is_refused_without_asking_the_registry(resolver, re
         await resolver.resolve("")
     assert caught.value.param == "model"
     assert registry.calls == []
+
+
+async def test_the_whole_answer_is_remembered_for_every_spelling(registry, clock):
+    # The edge reads the deployment from the same answer the services read the model from.
+    resolver = ModelResolver(registry, clock=clock)
+    first = await resolver.resolve_name("smollm2")
+    assert await resolver.resolve_name("SmolLM2") is first
+    assert len(registry.calls) == 1
+
+
+async def test_a_full_cache_drops_expired_answers_before_live_ones(registry, clock):
+    for name in ("a", "b"):
+        registry.known[name] = registry_pb.ModelInfo(id=name)
+    resolver = ModelResolver(registry, ttl_s=5.0, limit=2, clock=clock)
+    await resolver.resolve("smollm2")
+    clock.now += 3.0
+    await resolver.resolve("a")
+    clock.now += 3.0  # smollm2's answer has expired, a's has not
+    await resolver.resolve("b")
+    await resolver.resolve("a")
+    assert [name for name, _ in registry.calls] == ["smollm2", "a", "b"]
+
+
+async def test_a_cache_full_of_live_answers_starts_over_rather_than_grow(registry, clock):
+    for name in ("a", "b"):
+        registry.known[name] = registry_pb.ModelInfo(id=name)
+    resolver = ModelResolver(registry, ttl_s=5.0, limit=2, clock=clock)
+    for name in ("smollm2", "a", "b", "smollm2"):
+        await resolver.resolve(name)
+    assert [name for name, _ in registry.calls] == ["smollm2", "a", "b", "smollm2"]
