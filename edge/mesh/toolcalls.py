@@ -97,6 +97,16 @@ def chat_messages(messages: Sequence[ChatMessage]) -> list[common_pb2.ChatMessag
     return out
 
 
+def merge(parts: dict[int, list[str]], deltas: Sequence[inference_pb2.ToolCallDelta]) -> dict[int, list[str]]:
+    """`deltas` added to `parts`, by call index: [id, name, arguments], each the concatenation of its pieces."""
+    for delta in deltas:
+        call = parts.setdefault(delta.index, ["", "", ""])
+        call[0] += delta.id
+        call[1] += delta.name
+        call[2] += delta.arguments
+    return parts
+
+
 @dataclass
 class Calls:
     """One choice's calls, assembled from the inference service's deltas."""
@@ -106,11 +116,7 @@ class Calls:
     parts: dict[int, list[str]] = field(default_factory=dict)
 
     def add(self, deltas: Sequence[inference_pb2.ToolCallDelta]) -> None:
-        for delta in deltas:
-            call = self.parts.setdefault(delta.index, ["", "", ""])
-            call[0] += delta.id
-            call[1] += delta.name
-            call[2] += delta.arguments
+        merge(self.parts, deltas)
 
     def __bool__(self) -> bool:
         return bool(self.parts)
@@ -134,12 +140,7 @@ class Calls:
 def delta_fields(deltas: Sequence[inference_pb2.ToolCallDelta], legacy: bool) -> dict:
     """A chunk's call fields for these deltas, one entry per call: `tool_calls`, or the legacy
     `function_call`. A call's first entry carries its id, type and name, and "" arguments at least."""
-    merged: dict[int, list[str]] = {}
-    for delta in deltas:
-        call = merged.setdefault(delta.index, ["", "", ""])
-        call[0] += delta.id
-        call[1] += delta.name
-        call[2] += delta.arguments
+    merged = merge({}, deltas)
     if legacy:
         _, name, arguments = merged[min(merged)]
         return {"function_call": FunctionCallDelta(name=name or None, arguments=arguments)}
