@@ -46,6 +46,11 @@ class TelemetrySettings(SettingsBase):
 
 class ServiceTelemetrySettings(TelemetrySettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="port of the Prometheus /metrics endpoint; 0: none")
+    # In a pod, Prometheus scrapes from another address: 0.0.0.0 there, loopback on a shared host.
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="interface the Prometheus /metrics endpoint binds")
+    # Kubernetes waits terminationGracePeriodSeconds after SIGTERM; streams in flight may use all of it.
+    shutdown_grace: float = Field(5.0, ge=0, description="seconds calls in flight may take to finish after SIGTERM "
+                                  "before they are cut")
 
 
 def new_request_id() -> str:
@@ -135,7 +140,7 @@ def configure(process: str, config: TelemetrySettings) -> None:
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=getattr(config, "metrics_host", "127.0.0.1"))
 
 
 # ---- gRPC: the request id across the mesh
