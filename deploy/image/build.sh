@@ -86,7 +86,7 @@ for model in "${BAKED_MODELS[@]}"; do
 done
 
 say "docker build $IMAGE (base $BASE, variant $VARIANT)"
-docker build --quiet --network host --build-arg "BASE=$BASE" --build-arg "VARIANT=$VARIANT" \
+docker build --quiet --force-rm --network host --build-arg "BASE=$BASE" --build-arg "VARIANT=$VARIANT" \
     --tag "$IMAGE" --file "$ROOT/deploy/image/Containerfile" "$context" >/dev/null
 rm -rf "$context"
 echo "$IMAGE"
