@@ -48,16 +48,18 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
     rm -f "$rootfs.partial"
 fi
 
-# 2. Wheels of the runtime dependencies (not the build extra: no torch), keyed by pyproject.toml.
-deps_key=$( (cat "$ROOT/pyproject.toml"; echo "$VARIANT ${CUDA_PACKAGES[*]} ${IMAGE_PYTHON_EXTRAS[*]}") | sha256sum | cut -c1-12)
+# 2. Wheels of the runtime dependencies (not the build extra: no torch), keyed by that list.
+requirements=$("$PYTHON" - "$ROOT/pyproject.toml" <<'PY'
+import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
+PY
+)
+deps_key=$( (echo "$requirements"; echo "$VARIANT ${CUDA_PACKAGES[*]} ${IMAGE_PYTHON_EXTRAS[*]}") | sha256sum | cut -c1-12)
 deps="$DEPLOY_CACHE/wheels-$VARIANT-$deps_key"
 if [ ! -f "$deps/requirements.txt" ]; then
     say "building the dependency wheels into $deps"
     rm -rf "$deps.partial" && mkdir -p "$deps.partial"
-    "$PYTHON" - "$ROOT/pyproject.toml" > "$deps.partial/requirements.txt" <<'PY'
-import sys, tomllib
-print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
-PY
+    echo "$requirements" > "$deps.partial/requirements.txt"
     "$PYTHON" -m pip wheel --quiet --wheel-dir "$deps.partial" --requirement "$deps.partial/requirements.txt"
     "$PYTHON" -m pip wheel --quiet --wheel-dir "$deps.partial" "${IMAGE_PYTHON_EXTRAS[@]}"
     if [ "$VARIANT" = cuda ]; then
@@ -65,6 +67,8 @@ PY
         "$PYTHON" -m pip wheel --quiet --wheel-dir "$deps.partial" --requirement "$deps.partial/requirements-cuda.txt"
     fi
     rm -rf "$deps" && mv "$deps.partial" "$deps"
+    # Only the current set is kept: the cache does not grow with every dependency change.
+    find "$DEPLOY_CACHE" -maxdepth 1 -name "wheels-$VARIANT-*" ! -name "wheels-$VARIANT-$deps_key" -exec rm -rf {} +
 fi
 
 # 3. The build context: hard links where the file system allows, so nothing large is copied twice.
