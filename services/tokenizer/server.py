@@ -30,5 +30,6 @@ def main(argv: list[str] | None = None) -> int:
         return registry_channel.close
 
     asyncio.run(run_service("tokenizer", config.listen, [SERVICE_NAME], add_servicers,
-                            grace=config.shutdown_grace))
+                            grace=config.shutdown_grace,
+                            max_connection_age=config.max_connection_age))
     return 0

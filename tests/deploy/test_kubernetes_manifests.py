@@ -198,6 +198,8 @@ def test_grpc_services_are_probed_over_grpc_health_and_the_edge_over_health_and_
         port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["grpc"]["port"] == port
+        # Without an age, replicas added later get no calls from connections opened before them.
+        assert float(environment(docs, container)["INGOT_MAX_CONNECTION_AGE"]) > 0
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "too short for a model load"
 
