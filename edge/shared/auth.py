@@ -1,7 +1,7 @@
 """Who may call the edge: API keys, and keyless bearer tokens (Entra ID style JWTs).
 
 With no key and no token issuer configured the edge is open, as a local server is. Otherwise every route but
-/health needs one of:
+/health and /ready needs one of:
 
 - an API key, as `api-key: KEY` (Azure) or `Authorization: Bearer KEY` (OpenAI); the azure-ai-inference SDK
   sends both. Keys come from INGOT_API_KEYS and from a key file that is re-read when it changes, so a key
@@ -31,7 +31,8 @@ from ingot.common.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/health"})
+# Probes (a kubelet, a load balancer) cannot send a key: liveness and readiness stay open.
+OPEN_PATHS = frozenset({"/health", "/ready"})
 # Asymmetric only: the verifier holds public keys, and an HMAC "signed" with one would otherwise verify.
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 # Clock skew tolerated between the token issuer and this host.

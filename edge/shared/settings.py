@@ -19,7 +19,7 @@ class EdgeSettings(TelemetrySettings):
     # Empty until the embeddings service exists: /ready then leaves it out.
     embeddings_address: str = Field("", description="gRPC target of the embeddings service; empty: not deployed")
     call_timeout: float = Field(10.0, gt=0, description="deadline in seconds of each unary gRPC call")
-    # Auth: with none of these set, every route is open (a local server); with any, all but /health need it.
+    # Auth: with none of these set, every route is open (a local server); with any, all but /health and /ready need it.
     api_keys: str = Field("", description="API keys accepted (api-key header or Authorization: Bearer), "
                                           "comma-separated")
     api_key_file: Path | None = Field(None, description="file of API keys, one a line; re-read when it changes")

@@ -47,6 +47,15 @@ class TelemetrySettings(SettingsBase):
 
 class ServiceTelemetrySettings(TelemetrySettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="port of the Prometheus /metrics endpoint; 0: none")
+    # In a pod, Prometheus scrapes from another address: 0.0.0.0 there, loopback on a shared host.
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="interface the Prometheus /metrics endpoint binds")
+    # Kubernetes waits terminationGracePeriodSeconds after SIGTERM; streams in flight may use all of it.
+    shutdown_grace: float = Field(5.0, ge=0, description="seconds calls in flight may take to finish after SIGTERM "
+                                  "before they are cut")
+    # Behind a Kubernetes Service, replicas added later get calls only from connections opened after them.
+    max_connection_age: float = Field(0.0, ge=0, description="seconds after which a client connection is closed "
+                                      "once its calls end, so clients resolve the service's name again and reach "
+                                      "replicas added since (0: never)")
 
 
 def new_request_id() -> str:
@@ -136,7 +145,7 @@ def configure(process: str, config: TelemetrySettings) -> None:
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=getattr(config, "metrics_host", "127.0.0.1"))
 
 
 # ---- gRPC: the request id across the mesh
