@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ingot.common import contextlength
 from ingot.common.errors import InvalidArgument
 from ingot.inference.v1 import inference_service_pb2 as pb
 from services.inference.logits import LogitsProcessor
@@ -27,24 +28,15 @@ class Budget:
 def budget(prompt_tokens: int, requested: int | None, *, context_length: int, max_output_tokens: int) -> Budget:
     if prompt_tokens == 0:
         raise InvalidArgument("The prompt is empty: there is nothing to complete.", param="messages")
-    room = context_length - prompt_tokens
-    if room <= 0:
-        raise InvalidArgument(
-            f"This model's maximum context length is {context_length} tokens, but the prompt has "
-            f"{prompt_tokens} tokens. Shorten the messages.",
-            param="messages", code="context_length_exceeded",
-        )
+    room = contextlength.room(prompt_tokens, context_length, where="the prompt", param="messages",
+                              advice=". Shorten the messages.")
     if requested is None:
         return Budget(prompt_tokens, min(max_output_tokens, room))
     if requested < 1:
         raise InvalidArgument("max_tokens must be at least 1.", param="max_tokens")
     if requested > room:
-        raise InvalidArgument(
-            f"This model's maximum context length is {context_length} tokens. However, you requested "
-            f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the "
-            f"completion). Reduce the length of the messages or the completion.",
-            param="max_tokens", code="context_length_exceeded",
-        )
+        raise contextlength.too_long(prompt_tokens, requested, context_length, where="the messages",
+                                     advice="Reduce the length of the messages or the completion.")
     return Budget(prompt_tokens, requested)
 
 
