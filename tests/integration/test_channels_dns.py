@@ -16,8 +16,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
 from ingot.common import channels
 from ingot.registry.v1 import registry_service_pb2 as pb
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
