@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,8 @@ def search_options(params: pb.SamplingParams, max_length: int) -> dict[str, Any]
     if params.HasField("repetition_penalty"):
         if params.repetition_penalty <= 0.0:
             raise InvalidArgument("repetition_penalty must be positive.", param="repetition_penalty")
-        options["repetition_penalty"] = params.repetition_penalty
+        # Not a search option: the LogitsProcessor applies it, so logprobs show it and rows with different
+        # penalties can share a generator.
     return options
 
 
@@ -108,7 +110,7 @@ def top_logprobs(params: pb.SamplingParams) -> int | None:
     return params.top_logprobs if params.logprobs else None
 
 
-def logits_processor(params: pb.SamplingParams, vocab_size: int) -> LogitsProcessor | None:
+def logits_processor(params: pb.SamplingParams, vocab_size: int, prompt: Sequence[int] = ()) -> LogitsProcessor | None:
     for name in ("presence_penalty", "frequency_penalty"):
         if not -2.0 <= getattr(params, name) <= 2.0:
             raise InvalidArgument(f"{name} must be between -2 and 2.", param=name)
@@ -119,7 +121,9 @@ def logits_processor(params: pb.SamplingParams, vocab_size: int) -> LogitsProces
         if not -100.0 <= bias <= 100.0:
             raise InvalidArgument(f"logit_bias for token {token_id} must be between -100 and 100.",
                                   param="logit_bias")
-    processor = LogitsProcessor(dict(params.logit_bias), params.presence_penalty, params.frequency_penalty)
+    repetition = params.repetition_penalty if params.HasField("repetition_penalty") else 1.0
+    processor = LogitsProcessor(dict(params.logit_bias), params.presence_penalty, params.frequency_penalty,
+                                repetition, prompt)
     return processor if processor.active else None
 
 
