@@ -1,7 +1,8 @@
 """Everything the Databricks surface takes from the rest of the edge, in one module: the chat, completions and
 embeddings pipelines the OpenAI routes run, the registry's models and deployments, and the error mapping's
 hook. The other modules of this package import only from here, so a change of the edge's layout is a change
-of this file alone; no protobuf type leaves it.
+of this file alone. The services are reached through the mesh layer (edge/mesh); no protobuf type leaves
+this module.
 """
 
 from __future__ import annotations
@@ -13,28 +14,21 @@ from typing import Any
 
 from aiohttp import web
 
-from edge.backends import BACKENDS, translated
-from edge.chat import run_chat
-from edge.completions import run_completions
-from edge.embeddings import response_body
-from edge.embeddings_schemas import OpenAIEmbeddingsRequest, embed_request
-from edge.errors import ERROR_BODY, Failure
-from edge.parsing import parse_chat_request, parse_completion_request, parse_json_object, validate
+from edge.mesh.backends import BACKENDS
+from edge.mesh.embeddings import embed_request
+from edge.mesh.messages import databricks_task
+from edge.openai.chat import run_chat
+from edge.openai.completions import run_completions
+from edge.openai.embeddings import response_body
+from edge.openai.embeddings_schemas import OpenAIEmbeddingsRequest
+from edge.openai.parsing import parse_chat_request, parse_completion_request, parse_json_object, validate
+from edge.shared.errors import ERROR_BODY, Failure
 from ingot.common.errors import NotFound
-from ingot.common.v1 import common_pb2
-from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 
 __all__ = ["ERROR_BODY", "Endpoint", "Failure", "chat", "completions", "embeddings", "endpoint", "endpoints",
            "parse_json_object"]
 
 log = logging.getLogger(__name__)
-
-# Databricks' task names for what an endpoint serves. A chat model serves the completions task too (through
-# its chat template), but Databricks lists such an endpoint as a chat one.
-TASKS = {
-    common_pb2.MODEL_TASK_CHAT_COMPLETION: "llm/v1/chat",
-    common_pb2.MODEL_TASK_EMBEDDINGS: "llm/v1/embeddings",
-}
 
 
 @dataclass(frozen=True)
@@ -53,14 +47,11 @@ async def endpoints(request: web.Request) -> list[Endpoint]:
     backends = request.config_dict[BACKENDS]
     listed: dict[str, Endpoint] = {}
     for info in await backends.list_models():
-        name = info.alias or info.id
+        name, task = info.alias or info.id, databricks_task(info)
         # Two versions share an alias; the registry lists the one the alias resolves to first.
-        if info.task in TASKS and name not in listed:
-            listed[name] = Endpoint(name, TASKS[info.task], info.id, info.created)
-    with translated("registry"):
-        reply = await backends.registry.ListDeployments(registry_pb2.ListDeploymentsRequest(),
-                                                        timeout=backends.call_timeout)
-    for deployment in reply.deployments:
+        if task is not None and name not in listed:
+            listed[name] = Endpoint(name, task, info.id, info.created)
+    for deployment in await backends.list_deployments():
         try:
             listed[deployment.name] = await endpoint(request, deployment.name)
         except NotFound:
@@ -77,9 +68,10 @@ async def endpoint(request: web.Request, name: str) -> Endpoint:
         info = (await request.config_dict[BACKENDS].resolve(name)).model
     except NotFound:
         raise missing from None
-    if info.task not in TASKS:
+    task = databricks_task(info)
+    if task is None:
         raise missing
-    return Endpoint(name, TASKS[info.task], info.id, info.created)
+    return Endpoint(name, task, info.id, info.created)
 
 
 def _encoded(body: dict[str, Any]) -> bytes:
