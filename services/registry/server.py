@@ -26,7 +26,7 @@ def create_servicer(config: RegistrySettings) -> RegistryServicer:
                             options=options)
     providers = [p.strip().lower() for p in config.execution_providers.split(",") if p.strip()]
     return RegistryServicer(config.models_root, remote=remote, downloader=downloader, providers=providers,
-                            deployments=Deployments(config.deployments))
+                            deployments=Deployments(config.deployments), import_roots=config.import_roots)
 
 
 def main(argv: list[str] | None = None) -> int:
