@@ -62,4 +62,4 @@ bench: setup
 	PEERS=$(PEERS) $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings
+	rm -rf $(VENV) build *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings ingot/api

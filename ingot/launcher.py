@@ -32,6 +32,8 @@ LISTENING = re.compile(r"^ingot (\S+) listening on (\S+)")
 class LauncherSettings(SettingsBase):
     host: str = Field("127.0.0.1", description="address the HTTP edge listens on")
     port: int = Field(5272, ge=0, le=65535, description="port the HTTP edge listens on")
+    grpc_port: int = Field(0, ge=0, le=65535, description="port of the edge's public gRPC API (ingot.api.v1), "
+                           "beside HTTP; 0: off")
     home: Path = settings.home_field()
     catalog_url: str = Field("", description="URL of the remote model catalog, handed to the registry; empty: none")
     registry_listen: str = Field("127.0.0.1:50052", description="gRPC address of the registry service")
@@ -44,6 +46,8 @@ class LauncherSettings(SettingsBase):
                                   "SIGTERM, while the edge answers new ones with 503")
     log_level: str = Field("info", description="logging level, passed to every service")
     deployments: Path | None = Field(None, description="deployments file (YAML or JSON), handed to the registry")
+    import_dirs: str = Field("", description="folders GGUF imports may read, separated by ':', handed to the "
+                             "registry; empty: HOME/imports only")
     # The public side's auth and TLS, handed to the edge (see `ingot edge --help`).
     api_keys: str = Field("", description="API keys the edge accepts, comma-separated (passed in its environment)")
     api_key_file: Path | None = Field(None, description="file of API keys, one a line, re-read when it changes")
@@ -65,6 +69,7 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
     # Where it listens once it said so; restarts reuse it.
     address: str | None = None
+    grpc_address: str | None = None
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -80,6 +85,9 @@ class Child:
 async def _relay(child: Child, stream: asyncio.StreamReader) -> None:
     while line := await stream.readline():
         text = line.decode(errors="replace").rstrip()
+        if (match := LISTENING.match(text)) and match.group(1) == f"{child.name}-grpc":
+            # The edge prints its gRPC API's address before its HTTP one.
+            child.grpc_address = match.group(2)
         if (match := LISTENING.match(text)) and match.group(1) == child.name:
             child.address = match.group(2)
             child.listening.set()
@@ -155,7 +163,7 @@ class Launcher:
         common = ["--log-level", config.log_level]
         self.registry = Child("registry", ["--listen", config.registry_listen, "--home", str(config.home),
                                            "--catalog-url", config.catalog_url, *common,
-                                           *_optional(deployments=config.deployments)])
+                                           *_optional(deployments=config.deployments, import_dirs=config.import_dirs)])
         self.tokenizer = Child("tokenizer", ["--listen", config.tokenizer_listen, *common])
         self.inference = Child("inference", ["--listen", config.inference_listen, *common])
         self.embeddings = Child("embeddings", ["--listen", config.embeddings_listen, *common])
@@ -179,7 +187,7 @@ class Launcher:
         await asyncio.gather(*(self._start(dependant) for dependant in dependants))
         c = self.config
         self.edge.argv = [
-            "--host", c.host, "--port", str(c.port), "--log-level", c.log_level,
+            "--host", c.host, "--port", str(c.port), "--grpc-port", str(c.grpc_port), "--log-level", c.log_level,
             "--shutdown-grace", str(c.shutdown_grace),
             "--registry-address", self.registry.address, "--tokenizer-address", self.tokenizer.address,
             "--inference-address", self.inference.address, "--embeddings-address", self.embeddings.address,
@@ -190,6 +198,8 @@ class Launcher:
         if c.api_keys:
             self.edge.env["INGOT_API_KEYS"] = c.api_keys
         await self._start(self.edge)
+        if self.edge.grpc_address:
+            print(f"ingot serve: gRPC API ready on {self.edge.grpc_address}", flush=True)
         print(f"ingot ready on {self.edge.address}", flush=True)
 
     async def watch(self, child: Child) -> None:
