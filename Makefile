@@ -21,9 +21,9 @@ CUDA_PACKAGES := onnxruntime-genai-cuda==0.18.0 'onnxruntime-gpu[cuda,cudnn]>=1.
 # Reinstall when the dependency list, the weight packages or the CUDA choice change.
 INSTALLED := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(WEIGHT_PACKAGES) $(CUDA)') | sha256sum | cut -c1-16)
 
-.PHONY: setup serve test bench protos clean system-packages
+.PHONY: setup serve test bench protos clean system-packages node-packages
 
-setup: $(INSTALLED) protos system-packages
+setup: $(INSTALLED) protos system-packages node-packages
 	$(BIN)/python -m ingot.modelbuild --home "$(INGOT_HOME)"
 
 $(BIN)/python:
@@ -46,6 +46,17 @@ system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
+# The Node.js client of the public gRPC API's end-to-end test: @grpc/grpc-js and @grpc/proto-loader from npm,
+# at the versions package-lock.json pins, into tests/e2e/node/node_modules (git-ignored). Debian's nodejs and
+# npm when the host has no Node.js.
+NODE_DIR := tests/e2e/node
+node-packages: $(NODE_DIR)/node_modules/.package-lock.json
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
 protos: $(INSTALLED)
 	$(BIN)/python -m ingot.protogen > /dev/null
 
@@ -62,4 +73,4 @@ bench: setup
 	PEERS=$(PEERS) $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings ingot/api
+	rm -rf $(VENV) build $(NODE_DIR)/node_modules *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings ingot/api
