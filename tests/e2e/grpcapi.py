@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from tests.e2e.mesh import Mesh, free_port
 
@@ -24,8 +26,8 @@ class GrpcMesh:
     address: str
 
 
-def start_grpc_mesh(home) -> GrpcMesh:
-    mesh = Mesh(home, args=["--grpc-port", str(free_port())], env={"INGOT_API_KEYS": API_KEY}).start()
+def start_grpc_mesh(home, *, api_key: str = API_KEY, args: list[str] | None = None) -> GrpcMesh:
+    mesh = Mesh(home, args=["--grpc-port", str(free_port()), *(args or [])], env={"INGOT_API_KEYS": api_key}).start()
     address = next((m.group(1) for line in mesh.lines if (m := GRPC_READY.match(line))), None)
     if address is None:
         mesh.stop()
@@ -33,5 +35,12 @@ def start_grpc_mesh(home) -> GrpcMesh:
     return GrpcMesh(mesh, address)
 
 
-def schema_json(schema: dict) -> str:
-    return json.dumps(schema)
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    """The google.rpc.ErrorInfo in a failed call's status details."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info
+    raise AssertionError(f"no ErrorInfo in {error}")

@@ -12,7 +12,6 @@ import grpc
 import httpx
 import jsonschema
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ingot.api.v1 import ingot_service_pb2 as pb
@@ -20,7 +19,7 @@ from ingot.api.v1 import ingot_service_pb2_grpc as pb_grpc
 from ingot.inference.v1 import inference_service_pb2 as inference_pb
 from ingot.inference.v1 import inference_service_pb2_grpc as inference_grpc
 from tests.conftest import MINILM_ALIAS, SMOLLM2_ALIAS, SMOLLM2_ID
-from tests.e2e.grpcapi import API_KEY, ORDER, WEATHER, start_grpc_mesh
+from tests.e2e.grpcapi import API_KEY, ORDER, WEATHER, error_info, start_grpc_mesh
 
 pytestmark = pytest.mark.e2e
 
@@ -62,16 +61,6 @@ def assemble(responses) -> tuple[str, dict[int, list[str]], int, pb.Usage | None
         if delta.finish_reason:
             finish = delta.finish_reason
     return text, calls, finish, usage
-
-
-def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    raise AssertionError(f"no ErrorInfo in {error}")
 
 
 def test_a_chat_answer_streams_as_typed_deltas_then_usage(stub):
