@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+from opentelemetry import propagate
 
 from ingot.common.errors import Internal, error_from_http
+from ingot.common.telemetry import REQUEST_ID
 
-# Call metadata a REST client would send as headers; everything else stays with the gRPC call.
-FORWARDED = ("authorization", "api-key", "x-request-id", "traceparent", "tracestate")
+# The caller's credentials, as a REST client would send them; everything else stays with the gRPC call.
+FORWARDED = ("authorization", "api-key")
 _USER_AGENT = "ingot-grpc-api/1"
 
 
@@ -35,10 +37,17 @@ def loopback_url(host: str, port: int, tls: bool) -> str:
 
 
 def headers_from(metadata: Sequence[tuple[str, str | bytes]] | None) -> dict[str, str]:
+    """The headers of the REST call that answers a gRPC call with this metadata, made inside its handler: the
+    call's request id (taken from its `x-request-id` or made up by the server's interceptor) and its trace
+    context, so the gRPC span is the parent of the route's and logs of both carry one id."""
     headers = {"User-Agent": _USER_AGENT}
     for key, value in metadata or ():
         if key.lower() in FORWARDED and isinstance(value, str):
             headers[key.lower()] = value
+    request_id = REQUEST_ID.get()
+    if request_id:
+        headers["x-request-id"] = request_id
+    propagate.inject(headers)
     return headers
 
 

@@ -26,8 +26,10 @@ class GrpcMesh:
     address: str
 
 
-def start_grpc_mesh(home, *, api_key: str = API_KEY, args: list[str] | None = None) -> GrpcMesh:
-    mesh = Mesh(home, args=["--grpc-port", str(free_port()), *(args or [])], env={"INGOT_API_KEYS": api_key}).start()
+def start_grpc_mesh(home, *, api_key: str = API_KEY, args: list[str] | None = None,
+                    env: dict[str, str] | None = None) -> GrpcMesh:
+    mesh = Mesh(home, args=["--grpc-port", str(free_port()), *(args or [])],
+                env={"INGOT_API_KEYS": api_key, **(env or {})}).start()
     address = next((m.group(1) for line in mesh.lines if (m := GRPC_READY.match(line))), None)
     if address is None:
         mesh.stop()

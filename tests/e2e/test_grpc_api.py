@@ -27,8 +27,10 @@ KEY = (("authorization", f"Bearer {API_KEY}"),)
 
 
 @pytest.fixture(scope="module")
-def api(ingot_home, smollm2_dir, minilm_dir):
-    running = start_grpc_mesh(ingot_home)
+def api(ingot_home, smollm2_dir, minilm_dir, tmp_path_factory):
+    spans = tmp_path_factory.mktemp("grpc-trace") / "spans.jsonl"
+    running = start_grpc_mesh(ingot_home, env={"INGOT_TRACE_FILE": str(spans)})
+    running.spans = spans
     yield running
     running.mesh.stop()
 
@@ -214,3 +216,26 @@ def test_health_and_reflection_answer_on_the_grpc_port(api):
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
         services = {s.name for reply in replies for s in reply.list_services_response.service}
         assert "ingot.api.v1.IngotService" in services
+
+
+def test_a_call_is_one_trace_from_the_grpc_span_through_the_route_to_the_services(stub, api):
+    list(stub.Chat(pb.ChatRequest(model=SMOLLM2_ALIAS, messages=user("Hi"), sampling=pb.Sampling(max_tokens=2)),
+                   metadata=(*KEY, ("x-request-id", "grpc-trace-1")), timeout=120))
+    deadline = time.monotonic() + 10
+    while True:
+        spans = [json.loads(line) for line in api.spans.read_text().splitlines() if line.strip()]
+        roots = [s for s in spans if s["name"].endswith("IngotService/Chat")
+                 and s["attributes"].get("ingot.request_id") == "grpc-trace-1"]
+        trace = [s for s in spans if roots and s["context"]["trace_id"] == roots[0]["context"]["trace_id"]]
+        services = {s["resource"]["attributes"]["service.name"] for s in trace}
+        if {"ingot-inference", "ingot-tokenizer"} <= services:
+            break
+        assert time.monotonic() < deadline, "the spans of the call never appeared in one trace"
+        time.sleep(0.2)
+    assert roots[0]["parent_id"] is None
+    route = next(s for s in trace if s["attributes"].get("http.route") == "/v1/chat/completions"
+                 or "/v1/chat/completions" in s["name"])
+    assert route["attributes"]["ingot.request_id"] == "grpc-trace-1"
+    generate = next(s for s in trace if s["name"].endswith("/Generate")
+                    and s["resource"]["attributes"]["service.name"] == "ingot-inference")
+    assert generate["attributes"]["ingot.request_id"] == "grpc-trace-1"

@@ -13,6 +13,7 @@ from edge.grpcapi.pipeline import headers_from, loopback_url
 from edge.schemas import ChatCompletionRequest, CompletionRequest
 from ingot.api.v1 import ingot_service_pb2 as pb
 from ingot.common.errors import InvalidArgument, error_from_http
+from ingot.common.telemetry import REQUEST_ID
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
@@ -112,10 +113,15 @@ def test_an_http_error_status_maps_back_to_the_grpc_code_of_the_same_error(statu
     assert error.grpc_code == code and (error.message, error.param, error.code) == ("why", "p", "c")
 
 
-def test_only_the_metadata_a_rest_client_would_send_is_forwarded():
-    headers = headers_from([("authorization", "Bearer k"), ("x-request-id", "r"), ("host", "evil"),
-                            ("content-length", "9"), ("trace-bin", b"\x00")])
-    assert headers == {"User-Agent": "ingot-grpc-api/1", "authorization": "Bearer k", "x-request-id": "r"}
+def test_only_the_credentials_and_the_calls_own_request_id_are_forwarded():
+    token = REQUEST_ID.set("req-1")
+    try:
+        headers = headers_from([("authorization", "Bearer k"), ("api-key", "k2"), ("x-request-id", "spoofed"),
+                                ("host", "evil"), ("content-length", "9"), ("trace-bin", b"\x00")])
+    finally:
+        REQUEST_ID.reset(token)
+    assert headers == {"User-Agent": "ingot-grpc-api/1", "authorization": "Bearer k", "api-key": "k2",
+                       "x-request-id": "req-1"}
 
 
 def test_the_loopback_address_of_a_wildcard_bind_is_loopback():
