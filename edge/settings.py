@@ -7,10 +7,11 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import Field
 
+from ingot.common.meshtls import MeshTlsSettings
 from ingot.common.telemetry import TelemetrySettings
 
 
-class EdgeSettings(TelemetrySettings):
+class EdgeSettings(TelemetrySettings, MeshTlsSettings):
     host: str = Field("127.0.0.1", description="interface the HTTP server binds")
     port: int = Field(5272, ge=0, le=65535, description="HTTP port (Foundry Local's usual one; 0 picks a free port)")
     # Off unless asked for: the public gRPC API is a second door an operator opens on purpose.

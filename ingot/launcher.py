@@ -22,14 +22,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 
 from ingot.common import logs, settings
-from ingot.common.settings import SettingsBase
+from ingot.common.meshtls import MeshTlsSettings, channel_credentials
 
 log = logging.getLogger("ingot.launcher")
 
 LISTENING = re.compile(r"^ingot (\S+) listening on (\S+)")
 
 
-class LauncherSettings(SettingsBase):
+class LauncherSettings(MeshTlsSettings):
     host: str = Field("127.0.0.1", description="address the HTTP edge listens on")
     port: int = Field(5272, ge=0, le=65535, description="port the HTTP edge listens on")
     grpc_port: int = Field(0, ge=0, le=65535, description="port of the edge's public gRPC API (ingot.api.v1), "
@@ -103,8 +103,10 @@ async def _spawn(child: Child) -> None:
     asyncio.create_task(_relay(child, child.process.stdout))
 
 
-async def _serving(address: str) -> bool:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _serving(address: str, credentials: grpc.ChannelCredentials | None) -> bool:
+    channel = (grpc.aio.secure_channel(address, credentials) if credentials is not None
+               else grpc.aio.insecure_channel(address))
+    async with channel:
         try:
             response = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=1.0)
@@ -113,7 +115,7 @@ async def _serving(address: str) -> bool:
     return response.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def _wait_ready(child: Child, timeout: float) -> None:
+async def _wait_ready(child: Child, timeout: float, credentials: grpc.ChannelCredentials | None) -> None:
     deadline = time.monotonic() + timeout
     assert child.process is not None
     waiter = asyncio.create_task(child.process.wait())
@@ -127,7 +129,7 @@ async def _wait_ready(child: Child, timeout: float) -> None:
             raise RuntimeError(f"{child.name} did not listen within {timeout:.0f} s")
         if child.name == "edge":
             return
-        while not await _serving(child.address or ""):
+        while not await _serving(child.address or "", credentials):
             if waiter.done():
                 raise RuntimeError(f"{child.name} exited with code {child.process.returncode} while starting")
             if time.monotonic() > deadline:
@@ -169,13 +171,20 @@ class Launcher:
         self.embeddings = Child("embeddings", ["--listen", config.embeddings_listen, *common])
         self.edge = Child("edge", [])
         self.services = [self.registry, self.tokenizer, self.inference, self.embeddings]
+        self.credentials = channel_credentials(config)
+        if config.mesh_tls:
+            # Every process, the edge included, serves and calls the mesh over mutual TLS.
+            mesh = {"INGOT_MESH_CA": config.mesh_ca, "INGOT_MESH_CERT": config.mesh_cert,
+                    "INGOT_MESH_KEY": config.mesh_key}
+            for child in (*self.services, self.edge):
+                child.env.update({name: str(path.expanduser().absolute()) for name, path in mesh.items()})
         if config.metrics_port:
             for offset, service in enumerate(self.services):
                 service.argv += ["--metrics-port", str(config.metrics_port + offset)]
 
     async def _start(self, child: Child) -> None:
         await _spawn(child)
-        await _wait_ready(child, self.config.startup_timeout)
+        await _wait_ready(child, self.config.startup_timeout, self.credentials)
         # Operators and the end-to-end tests read these lines: where each child is and which pid it has.
         print(f"ingot serve: {child.name} ready on {child.address} (pid {child.process.pid})", flush=True)
 

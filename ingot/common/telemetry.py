@@ -31,6 +31,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import Field
 
+from ingot.common.meshtls import MeshTlsSettings
+
 from ingot.common.settings import SettingsBase
 
 REQUEST_ID_METADATA = "x-request-id"
@@ -44,7 +46,7 @@ class TelemetrySettings(SettingsBase):
     trace_file: str = Field("", description="append finished trace spans to this file as JSON lines; empty: none")
 
 
-class ServiceTelemetrySettings(TelemetrySettings):
+class ServiceTelemetrySettings(TelemetrySettings, MeshTlsSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="port of the Prometheus /metrics endpoint; 0: none")
 
 

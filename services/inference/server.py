@@ -9,8 +9,9 @@ import os
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from ingot.common import settings, telemetry  # noqa: E402
-from ingot.common.channels import insecure_channel  # noqa: E402
+from ingot.common.channels import mesh_channel  # noqa: E402
 from ingot.common.grpcserver import run_service  # noqa: E402
+from ingot.common.meshtls import channel_credentials, server_credentials  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2 as pb  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E402
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
@@ -31,7 +32,7 @@ def build(server, config: InferenceSettings):
                     memory_budget_bytes=config.memory_budget_mb * 2**20,
                     threads=CpuThreads.for_host(config.intra_op_threads, config.spin_wait))
     engine.start()
-    registry_channel = insecure_channel(config.registry_address)
+    registry_channel = mesh_channel(config.registry_address, channel_credentials(config))
     directory = ModelDirectory(registry_grpc.RegistryServiceStub(registry_channel))
     pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine, directory), server)
 
@@ -57,5 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     async def add_servicers(server):
         return build(server, config)[1]
 
-    asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers,
+                            credentials=server_credentials(config)))
     return 0
