@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from opentelemetry import propagate
 
-from ingot.common.errors import Internal, error_from_http
+from ingot.common.errors import BY_HTTP_STATUS, Internal, error_from_http
 from ingot.common.telemetry import REQUEST_ID
 
 # The caller's credentials, as a REST client would send them; everything else stays with the gRPC call.
@@ -63,11 +63,13 @@ async def _raise_for(response: aiohttp.ClientResponse) -> None:
     raise error_from_http(response.status, message, param=param, code=code)
 
 
-def _event_error(event: dict[str, Any]) -> None:
+def raise_for_event(event: dict[str, Any]) -> None:
     # A failure after the stream opened arrives as one event in place of [DONE], in the route's error shape.
     error = event.get("error")
     if isinstance(error, dict):
-        status = 500 if error.get("type") == "server_error" else 400
+        # No status line comes with it: the error's type stands for the most general status that sends it.
+        status = next((cls.http_status for cls in BY_HTTP_STATUS.values() if cls.error_type == error.get("type")),
+                      500)
         raise error_from_http(status, str(error.get("message")), param=error.get("param"), code=error.get("code"))
 
 
@@ -117,7 +119,7 @@ class RestPipeline:
                 if data == "[DONE]":
                     return
                 event = json.loads(data)
-                _event_error(event)
+                raise_for_event(event)
                 yield event
             raise Internal("The answer stream ended before it was complete.")
         finally:

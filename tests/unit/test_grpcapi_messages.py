@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from edge.grpcapi import messages
-from edge.grpcapi.pipeline import headers_from, loopback_url
+from edge.grpcapi.pipeline import raise_for_event, headers_from, loopback_url
 from edge.schemas import ChatCompletionRequest, CompletionRequest
 from ingot.api.v1 import ingot_service_pb2 as pb
 from ingot.common.errors import InvalidArgument, error_from_http
@@ -127,3 +127,18 @@ def test_only_the_credentials_and_the_calls_own_request_id_are_forwarded():
 def test_the_loopback_address_of_a_wildcard_bind_is_loopback():
     assert loopback_url("0.0.0.0", 80, False) == "http://127.0.0.1:80"
     assert loopback_url("::1", 443, True) == "https://[::1]:443"
+
+
+@pytest.mark.parametrize(("kind", "code"), [
+    ("invalid_request_error", grpc.StatusCode.INVALID_ARGUMENT), ("rate_limit_error", grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ("service_unavailable", grpc.StatusCode.UNAVAILABLE), ("timeout", grpc.StatusCode.DEADLINE_EXCEEDED),
+    ("server_error", grpc.StatusCode.INTERNAL), ("something new", grpc.StatusCode.INTERNAL),
+])
+def test_an_error_event_after_the_stream_opened_maps_by_its_type(kind, code):
+    with pytest.raises(Exception) as caught:
+        raise_for_event({"error": {"message": "late", "type": kind, "param": None, "code": "c"}})
+    assert caught.value.grpc_code == code and caught.value.code == "c"
+
+
+def test_an_ordinary_event_is_no_error():
+    raise_for_event({"id": "x", "choices": []})
