@@ -1,6 +1,6 @@
 """The public gRPC API behind the same door as HTTPS: the edge's certificate (TLS on the gRPC port too), API
 keys and keyless JWTs in call metadata, deployments with their defaults, the content filter, a deployment's
-rate limit, and the metrics the edge keeps."""
+rate limit, the per-key concurrency limit, and the metrics the edge keeps."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def secure(tmp_path_factory, ingot_home, smollm2_dir):
     api = start_grpc_mesh(ingot_home, api_key=KEY, args=[
         "--tls-cert", str(cert), "--tls-key", str(key), "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE,
         "--jwks", str(write_jwks(folder / "jwks.json", signer)), "--deployments", str(folder / "deployments.json"),
-        "--content-safety-terms", str(folder / "terms.json")])
+        "--content-safety-terms", str(folder / "terms.json")], env={"INGOT_MAX_CONCURRENT_PER_KEY": "1"})
     credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
     channel = grpc.secure_channel(api.address, credentials)
     yield {"api": api, "stub": pb_grpc.IngotServiceStub(channel), "signer": signer, "cert": str(cert)}
@@ -113,3 +113,20 @@ def test_grpc_calls_show_in_the_edges_request_metrics(secure):
     assert any(line.startswith("ingot_rpc_requests_total") and "ingot.api.v1.IngotService/Chat" in line
                for line in lines)
     assert any(line.startswith("ingot_http_requests_total") and "/v1/chat/completions" in line for line in lines)
+
+
+def test_the_per_key_concurrency_limit_counts_grpc_calls(secure):
+    story = pb.ChatRequest(model=SMOLLM2_ALIAS, messages=[pb.Message(role=pb.ROLE_USER, content="Tell a long story.")],
+                           sampling=pb.Sampling(max_tokens=400))
+    running = secure["stub"].Chat(story, metadata=bearer(KEY), timeout=120)
+    next(running)
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            chat(secure, "smol-short", "Hi", bearer(KEY))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_info(caught.value).reason == "too_many_concurrent_requests"
+        # Another credential has its own budget.
+        token = secure["signer"].sign(claims(ISSUER, AUDIENCE))
+        assert chat(secure, "smol-short", "Hi", bearer(token))[-1].usage.completion_tokens == 3
+    finally:
+        running.cancel()
