@@ -9,7 +9,7 @@ import grpc
 
 from edge.grpcapi.pipeline import RestPipeline, loopback_url
 from edge.grpcapi.servicer import IngotServicer
-from edge.settings import EdgeSettings
+from edge.shared.settings import EdgeSettings
 from ingot.api.v1 import ingot_service_pb2 as pb
 from ingot.api.v1 import ingot_service_pb2_grpc as pb_grpc
 from ingot.common.grpcserver import ServiceHost

@@ -43,5 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return build(server, config)[1]
 
     asyncio.run(run_service("embeddings", config.listen, [SERVICE_NAME], add_servicers,
+                            grace=config.shutdown_grace,
+                            max_connection_age=config.max_connection_age,
                             credentials=server_credentials(config)))
     return 0

@@ -40,5 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return None
 
     asyncio.run(run_service("registry", config.listen, [SERVICE_NAME], add_servicers,
+                            grace=config.shutdown_grace,
+                            max_connection_age=config.max_connection_age,
                             credentials=server_credentials(config)))
     return 0

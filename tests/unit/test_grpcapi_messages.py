@@ -10,7 +10,7 @@ import pytest
 
 from edge.grpcapi import messages
 from edge.grpcapi.pipeline import raise_for_event, headers_from, loopback_url
-from edge.schemas import ChatCompletionRequest, CompletionRequest
+from edge.openai.schemas import ChatCompletionRequest, CompletionRequest
 from ingot.api.v1 import ingot_service_pb2 as pb
 from ingot.common.errors import InvalidArgument, error_from_http
 from ingot.common.telemetry import REQUEST_ID
