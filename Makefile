@@ -21,9 +21,9 @@ CUDA_PACKAGES := onnxruntime-genai-cuda==0.18.0 'onnxruntime-gpu[cuda,cudnn]>=1.
 # Reinstall when the dependency list, the weight packages or the CUDA choice change.
 INSTALLED := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(WEIGHT_PACKAGES) $(CUDA)') | sha256sum | cut -c1-16)
 
-.PHONY: setup serve test bench protos clean system-packages deploy-tools image deploy-test
+.PHONY: setup serve test bench protos clean system-packages node-packages deploy-tools image deploy-test
 
-setup: $(INSTALLED) protos system-packages
+setup: $(INSTALLED) protos system-packages node-packages
 	$(BIN)/python -m ingot.modelbuild --home "$(INGOT_HOME)"
 
 $(BIN)/python:
@@ -42,11 +42,21 @@ endif
 
 # Debian packages the tests use, as package:binary (a package is installed when its binary is missing):
 # redis-server for state shared across edge replicas; docker.io, docker-compose and mmdebstrap build the
-# container image and run the compose mesh (deploy/).
-SYSTEM_PACKAGES := redis-server:redis-server docker.io:dockerd docker-compose:docker-compose mmdebstrap:mmdebstrap
+# container image and run the compose mesh (deploy/); nodejs and npm run the public gRPC API's Node.js test.
+SYSTEM_PACKAGES := redis-server:redis-server docker.io:dockerd docker-compose:docker-compose mmdebstrap:mmdebstrap \
+                   nodejs:node npm:npm
 system-packages:
 	@missing=$$(for entry in $(SYSTEM_PACKAGES); do command -v $${entry#*:} >/dev/null || echo $${entry%%:*}; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+# The Node.js client of the public gRPC API's end-to-end test: @grpc/grpc-js and @grpc/proto-loader from npm,
+# at the versions package-lock.json pins, into tests/e2e/node/node_modules (git-ignored).
+NODE_DIR := tests/e2e/node
+node-packages: $(NODE_DIR)/node_modules/.package-lock.json
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json | system-packages
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
 
 # checkov (tests/deploy) in a venv of its own under INGOT_HOME, reinstalled when its pin changes.
 CHECKOV_VENV := $(INGOT_HOME)/tools/checkov
@@ -86,4 +96,4 @@ bench: setup
 	PEERS=$(PEERS) $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings
+	rm -rf $(VENV) build $(NODE_DIR)/node_modules *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings ingot/api

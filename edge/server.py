@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from edge.app import create_app
+from edge.grpcapi.server import GrpcApi
 from edge.shared.drain import DRAIN
 from edge.shared.settings import EdgeSettings
 from ingot.common.telemetry import configure
@@ -37,6 +38,11 @@ async def serve(settings: EdgeSettings) -> None:
     await site.start()
     scheme = "https" if settings.tls_cert else "http"
     host, port = runner.addresses[0][:2]
+    grpc_api = GrpcApi(settings, port) if settings.grpc_port else None
+    if grpc_api is not None:
+        grpc_address = await grpc_api.start()
+        print(f"ingot edge-grpc listening on {'grpcs' if settings.tls_cert else 'grpc'}://{grpc_address}",
+              flush=True)
     # The launcher and operators read this line; it holds the real port when port 0 was asked for.
     print(f"ingot edge listening on {scheme}://{host}:{port}", flush=True)
     stop = asyncio.Event()
@@ -46,8 +52,12 @@ async def serve(settings: EdgeSettings) -> None:
     await stop.wait()
     drain = app[DRAIN]
     drain.begin()
+    if grpc_api is not None:
+        await grpc_api.draining()
     if not await drain.wait(settings.shutdown_grace):
         log.warning("requests still in flight after the %.0f s grace period are cut off", settings.shutdown_grace)
+    if grpc_api is not None:
+        await grpc_api.stop(1.0)
     await runner.cleanup()
 
 

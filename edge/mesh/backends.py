@@ -17,7 +17,8 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge.shared.settings import EdgeSettings
-from ingot.common.channels import insecure_channel
+from ingot.common.channels import mesh_channel
+from ingot.common.meshtls import channel_credentials
 from ingot.common.errors import DeadlineExceeded, NotFound, Unavailable, error_from_rpc
 from ingot.common.resolver import ModelResolver
 from ingot.common.v1 import common_pb2
@@ -68,7 +69,8 @@ class Backends:
             "inference": settings.inference_address,
             "embeddings": settings.embeddings_address,
         }
-        self.services = {name: Service(name, address, insecure_channel(address))
+        credentials = channel_credentials(settings)
+        self.services = {name: Service(name, address, mesh_channel(address, credentials))
                          for name, address in addresses.items() if address}
         self.tokenizer = tokenizer_grpc.TokenizerServiceStub(self.services["tokenizer"].channel)
         self.registry = registry_grpc.RegistryServiceStub(self.services["registry"].channel)

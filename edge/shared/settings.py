@@ -7,12 +7,16 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import Field
 
+from ingot.common.meshtls import MeshTlsSettings
 from ingot.common.telemetry import TelemetrySettings
 
 
-class EdgeSettings(TelemetrySettings):
+class EdgeSettings(TelemetrySettings, MeshTlsSettings):
     host: str = Field("127.0.0.1", description="interface the HTTP server binds")
     port: int = Field(5272, ge=0, le=65535, description="HTTP port (Foundry Local's usual one; 0 picks a free port)")
+    # Off unless asked for: the public gRPC API is a second door an operator opens on purpose.
+    grpc_port: int = Field(0, ge=0, le=65535, description="port of the public gRPC API (ingot.api.v1) on --host, "
+                           "beside HTTP, with the same auth and TLS; 0: off")
     tokenizer_address: str = Field("127.0.0.1:50051", min_length=1, description="gRPC target of the tokenizer service")
     registry_address: str = Field("127.0.0.1:50052", min_length=1, description="gRPC target of the registry service")
     inference_address: str = Field("127.0.0.1:50053", min_length=1, description="gRPC target of the inference service")

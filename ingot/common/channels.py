@@ -34,3 +34,11 @@ def target(address: str) -> str:
 def insecure_channel(address: str) -> grpc.aio.Channel:
     # The interceptors carry the trace context and the request id to the called service.
     return grpc.aio.insecure_channel(target(address), options=CHANNEL_OPTIONS, interceptors=client_interceptors())
+
+
+def mesh_channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+    """A channel to a service: over mutual TLS with the mesh's credentials (ingot.common.meshtls), else plaintext."""
+    if credentials is None:
+        return insecure_channel(address)
+    return grpc.aio.secure_channel(target(address), credentials, options=CHANNEL_OPTIONS,
+                                   interceptors=client_interceptors())

@@ -149,6 +149,28 @@ def _leaf_classes() -> dict[grpc.StatusCode, type[IngotError]]:
 BY_GRPC_CODE: dict[grpc.StatusCode, type[IngotError]] = _leaf_classes()
 
 
+def _by_http_status() -> dict[int, type[IngotError]]:
+    table: dict[int, type[IngotError]] = {}
+    pending: list[type[IngotError]] = [IngotError]
+    while pending:
+        cls = pending.pop(0)
+        # Breadth first: a status maps to the most general class that answers with it.
+        table.setdefault(cls.http_status, cls)
+        pending.extend(cls.__subclasses__())
+    table[500] = Internal
+    return table
+
+
+BY_HTTP_STATUS: dict[int, type[IngotError]] = _by_http_status()
+
+
+def error_from_http(status: int, message: str, *, param: str | None = None, code: str | None = None) -> IngotError:
+    """The IngotError an HTTP error answer stands for (the inverse of `http_status`), for the public gRPC API,
+    which relays the REST routes' answers."""
+    cls = BY_HTTP_STATUS.get(status) or (InvalidArgument if 400 <= status < 500 else Internal)
+    return cls(message, param=param, code=code)
+
+
 def to_trailing_metadata(error: IngotError) -> tuple[tuple[str, bytes], ...]:
     info = error_details_pb2.ErrorInfo(reason=error.code or "", domain=ERROR_DOMAIN)
     if error.param:

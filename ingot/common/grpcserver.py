@@ -60,9 +60,12 @@ class ServiceHost:
         )
         self.address: str | None = None
 
-    async def start(self, listen: str) -> str:
+    async def start(self, listen: str, credentials: grpc.ServerCredentials | None = None) -> str:
         host = listen.rsplit(":", 1)[0]
-        port = self.server.add_insecure_port(listen)
+        if credentials is not None:
+            port = self.server.add_secure_port(listen, credentials)
+        else:
+            port = self.server.add_insecure_port(listen)
         if port == 0:
             raise SystemExit(f"{self.name}: cannot listen on {listen}")
         await self.server.start()
@@ -87,11 +90,12 @@ async def run_service(
     *,
     grace: float = 5.0,
     max_connection_age: float = 0.0,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT. `add_servicers` registers the servicers and may return a cleanup."""
     host = ServiceHost(name, service_names, server_options(max_connection_age, grace))
     cleanup = await add_servicers(host.server)
-    address = await host.start(listen)
+    address = await host.start(listen, credentials)
     await host.set_serving(True)
     # The launcher and operators read this line to learn the bound port (listen may ask for port 0).
     print(f"ingot {name} listening on {address}", flush=True)

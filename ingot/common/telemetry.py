@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from pydantic import Field
 
 from ingot.common.interceptors import Behavior, BehaviorInterceptor
+from ingot.common.meshtls import MeshTlsSettings
 from ingot.common.settings import SettingsBase
 
 REQUEST_ID_METADATA = "x-request-id"
@@ -45,7 +46,7 @@ class TelemetrySettings(SettingsBase):
     trace_file: str = Field("", description="append finished trace spans to this file as JSON lines; empty: none")
 
 
-class ServiceTelemetrySettings(TelemetrySettings):
+class ServiceTelemetrySettings(TelemetrySettings, MeshTlsSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="port of the Prometheus /metrics endpoint; 0: none")
     # In a pod, Prometheus scrapes from another address: 0.0.0.0 there, loopback on a shared host.
     metrics_host: str = Field("127.0.0.1", min_length=1, description="interface the Prometheus /metrics endpoint binds")

@@ -9,8 +9,9 @@ import os
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from ingot.common import settings, telemetry  # noqa: E402
-from ingot.common.channels import insecure_channel  # noqa: E402
+from ingot.common.channels import mesh_channel  # noqa: E402
 from ingot.common.grpcserver import run_service  # noqa: E402
+from ingot.common.meshtls import channel_credentials, server_credentials  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2 as pb  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E402
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
@@ -32,7 +33,7 @@ def build(server, config: InferenceSettings):
                     memory_budget_bytes=config.memory_budget_mb * 2**20,
                     threads=CpuThreads.for_host(config.intra_op_threads, config.spin_wait))
     engine.start()
-    registry_channel = insecure_channel(config.registry_address)
+    registry_channel = mesh_channel(config.registry_address, channel_credentials(config))
     directory = ModelResolver(registry_grpc.RegistryServiceStub(registry_channel))
     pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine, directory), server)
 
@@ -60,5 +61,6 @@ def main(argv: list[str] | None = None) -> int:
 
     asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers,
                             grace=config.shutdown_grace,
-                            max_connection_age=config.max_connection_age))
+                            max_connection_age=config.max_connection_age,
+                            credentials=server_credentials(config)))
     return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from ingot.common import settings, telemetry
-from ingot.common.channels import insecure_channel
+from ingot.common.channels import mesh_channel
 from ingot.common.grpcserver import run_service
+from ingot.common.meshtls import channel_credentials, server_credentials
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from ingot.tokenizer.v1 import tokenizer_service_pb2 as pb
 from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
@@ -24,12 +25,13 @@ def main(argv: list[str] | None = None) -> int:
 
     async def add_servicers(server):
         # The channel belongs to this loop: it is made here, inside asyncio.run, not before it.
-        registry_channel = insecure_channel(config.registry_address)
+        registry_channel = mesh_channel(config.registry_address, channel_credentials(config))
         resolver = ModelResolver(registry_grpc.RegistryServiceStub(registry_channel))
         pb_grpc.add_TokenizerServiceServicer_to_server(TokenizerServicer(resolver), server)
         return registry_channel.close
 
     asyncio.run(run_service("tokenizer", config.listen, [SERVICE_NAME], add_servicers,
                             grace=config.shutdown_grace,
-                            max_connection_age=config.max_connection_age))
+                            max_connection_age=config.max_connection_age,
+                            credentials=server_credentials(config)))
     return 0
