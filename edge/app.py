@@ -17,6 +17,8 @@ from edge.backends import BACKENDS, Backends
 from edge.drain import DRAIN, Drain
 from edge.errors import error_middleware
 from edge.limits import concurrency_middleware
+from edge.responses import adapter as responses
+from edge.responses.routes import routes as responses_routes
 from edge.settings import SETTINGS, EdgeSettings
 
 
@@ -62,5 +64,6 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app.add_routes(imports.routes)
     app.add_routes(downloads.routes)
     app.add_routes(azure_openai.routes)
+    responses.mount(app, responses_routes)
     azure.mount(app)
     return app

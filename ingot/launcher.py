@@ -179,7 +179,7 @@ class Launcher:
         await asyncio.gather(*(self._start(dependant) for dependant in dependants))
         c = self.config
         self.edge.argv = [
-            "--host", c.host, "--port", str(c.port), "--log-level", c.log_level,
+            "--host", c.host, "--port", str(c.port), "--log-level", c.log_level, "--home", str(c.home),
             "--shutdown-grace", str(c.shutdown_grace),
             "--registry-address", self.registry.address, "--tokenizer-address", self.tokenizer.address,
             "--inference-address", self.inference.address, "--embeddings-address", self.embeddings.address,
