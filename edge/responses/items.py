@@ -200,7 +200,7 @@ def chat_body(request: ResponsesRequest, items: Sequence[Mapping[str, Any]]) -> 
                             "max_completion_tokens": request.max_output_tokens, "temperature": request.temperature,
                             "top_p": request.top_p, "user": request.user,
                             "response_format": _response_format(request)}
-    if tools and choice != "none":
+    if tools:
         body["tools"] = [{"type": "function", "function": {key: value for key, value in tool.items()
                                                            if key != "type"}}
                          for tool in tools if tool.get("name") in allowed]
