@@ -41,7 +41,11 @@ async def create(request: web.Request) -> web.StreamResponse:
         builder = ResponseBuilder(body, chat.model)
         if body.stream:
             return await _stream(request, builder, chat, store, who, items)
-        list(_run_to_end(builder, [piece async for piece in chat.pieces], chat))
+        finish = None
+        async for piece in chat.pieces:
+            builder.add(piece)
+            finish = piece.finish_reason or finish
+        _closing(builder, finish, chat)
         await _keep(store, who, builder, body, items)
         return web.json_response(builder.response())
 
@@ -56,14 +60,10 @@ async def create(request: web.Request) -> web.StreamResponse:
         raise
 
 
-def _run_to_end(builder: ResponseBuilder, pieces, chat: Chat):
-    finish = None
-    for piece in pieces:
-        yield from builder.add(piece)
-        finish = piece.finish_reason or finish
+def _closing(builder: ResponseBuilder, finish: str | None, chat: Chat) -> list[dict[str, Any]]:
     if finish is None:
         raise Internal("The inference service ended a stream without a finish reason.")
-    yield from builder.finish(finish, *chat.usage())
+    return builder.finish(finish, *chat.usage())
 
 
 async def _keep(store, who: str, builder: ResponseBuilder, body: ResponsesRequest, items) -> None:
@@ -89,9 +89,7 @@ async def _stream(request: web.Request, builder: ResponseBuilder, chat: Chat, st
             async for piece in chat.pieces:
                 await send(builder.add(piece))
                 finish = piece.finish_reason or finish
-            if finish is None:
-                raise Internal("The inference service ended a stream without a finish reason.")
-            closing = builder.finish(finish, *chat.usage())
+            closing = _closing(builder, finish, chat)
             # Stored before the client hears it is complete, so a continuation sent at once finds it.
             await _keep(store, who, builder, builder.request, items)
             await send(closing)

@@ -9,7 +9,9 @@ An entry keeps the TTL it was written with; a shorter setting later applies to n
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -18,7 +20,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from ingot.common.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], float]
+
+
+def _unavailable_on(*failures: type[Exception]):
+    """A store that cannot be reached or written is a 503 the client may retry, not a 500 of unknown cause."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        async def guarded(self, *args, **kwargs):
+            try:
+                return await method(self, *args, **kwargs)
+            except failures as error:
+                log.warning("the response store failed: %s", error)
+                raise Unavailable(f"The response store is unavailable ({type(error).__name__}); retry in a "
+                                  "moment.") from None
+
+        return guarded
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -79,6 +106,7 @@ class SQLiteStore:
         with self._lock:
             return work(self._connection())
 
+    @_unavailable_on(sqlite3.Error, OSError)
     async def put(self, record: StoredResponse) -> None:
         now = self._clock()
 
@@ -92,6 +120,7 @@ class SQLiteStore:
 
         await asyncio.to_thread(self._run, write)
 
+    @_unavailable_on(sqlite3.Error, OSError)
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
         now = self._clock()
         row = await asyncio.to_thread(self._run, lambda db: db.execute(
@@ -99,6 +128,7 @@ class SQLiteStore:
             (response_id, owner, now)).fetchone())
         return StoredResponse.from_json(row[0]) if row else None
 
+    @_unavailable_on(sqlite3.Error, OSError)
     async def delete(self, owner: str, response_id: str) -> bool:
         now = self._clock()
         deleted = await asyncio.to_thread(self._run, lambda db: db.execute(
@@ -122,11 +152,10 @@ class RedisStore:
     INDEX = "ingot:responses-by-age"
 
     def __init__(self, url: str, ttl_s: float, max_entries: int, clock: Clock = time.time) -> None:
-        import redis.asyncio as redis  # only an edge configured with a Redis needs the client loaded
-
         self._redis = redis.from_url(url)
         self.ttl_s, self.max_entries, self._clock = ttl_s, max_entries, clock
 
+    @_unavailable_on(RedisError)
     async def put(self, record: StoredResponse) -> None:
         now = self._clock()
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -141,6 +170,7 @@ class RedisStore:
             if evicted:
                 await self._redis.delete(*(self.PREFIX + member.decode() for member, _ in evicted))
 
+    @_unavailable_on(RedisError)
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
         text = await self._redis.get(self.PREFIX + response_id)
         if text is None:
@@ -148,6 +178,7 @@ class RedisStore:
         record = StoredResponse.from_json(text)
         return record if record.owner == owner else None
 
+    @_unavailable_on(RedisError)
     async def delete(self, owner: str, response_id: str) -> bool:
         if await self.get(owner, response_id) is None:
             return False

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from edge.responses.store import RedisStore, StoredResponse
+from ingot.common.errors import Unavailable
+from tests.e2e.mesh import free_port
 from tests.redisserver import redis_server
 
 
@@ -32,3 +36,10 @@ async def test_owners_deletion_expiry_and_the_cap(tmp_path: Path):
         assert await short.get("a", "resp_short") is None
         await store.close()
         await short.close()
+
+
+async def test_an_unreachable_redis_is_a_503_to_retry():
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", ttl_s=60, max_entries=10)
+    with pytest.raises(Unavailable):
+        await store.get("a", "resp_1")
+    await store.close()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edge.responses.store import SQLiteStore, StoredResponse
+from ingot.common.errors import Unavailable
 
 
 class Clock:
@@ -65,3 +68,11 @@ async def test_the_file_keeps_responses_for_the_next_store_that_opens_it(tmp_pat
     second = SQLiteStore(path, ttl_s=60, max_entries=10)
     assert (await second.get("a", "resp_1")).response["id"] == "resp_1"
     await second.close()
+
+
+async def test_a_store_that_cannot_be_opened_is_a_503_to_retry(tmp_path: Path):
+    # A directory where the file should be: sqlite cannot open it.
+    (tmp_path / "r.sqlite3").mkdir()
+    store = SQLiteStore(tmp_path / "r.sqlite3", ttl_s=60, max_entries=10)
+    with pytest.raises(Unavailable):
+        await store.get("a", "resp_1")
