@@ -132,6 +132,10 @@ def test_a_call_chained_through_previous_response_id_answers_with_the_history_in
     items = client.responses.input_items.list(second.id, order="asc")
     assert [item.type for item in items.data] == ["message", "function_call", "function_call_output"]
     assert items.data[1].call_id == call.call_id
+    page = client.responses.input_items.list(second.id, limit=2)
+    assert page.has_more and [item.id for item in page.data] == [item.id for item in items.data[::-1][:2]]
+    rest = client.responses.input_items.list(second.id, limit=2, after=page.last_id)
+    assert not rest.has_more and [item.id for item in rest.data] == [items.data[0].id]
 
 
 def test_a_stateless_round_trip_sends_the_call_back_with_its_output(client):
@@ -232,3 +236,10 @@ def test_bad_input_is_a_400_in_openais_shape_naming_the_parameter(mesh):
         assert reply.status_code == 400, body
         error = reply.json()["error"]
         assert error["type"] == "invalid_request_error" and error["param"] == param, error
+
+
+def test_a_stream_for_an_unknown_model_fails_with_its_status_before_any_event(client):
+    with pytest.raises(openai.NotFoundError) as caught:
+        with client.responses.stream(model="no-such-model", input="Hi.") as stream:
+            list(stream)
+    assert caught.value.body["param"] == "model"
