@@ -16,7 +16,7 @@ from edge.responses.adapter import (Chat, EventStream, answer_chat, owner, parse
 from edge.responses.events import ResponseBuilder
 from edge.responses.items import chat_body, resolve_input, responses_param
 from edge.responses.schemas import ResponsesRequest
-from edge.responses.store import StoredResponse
+from edge.responses.store import ResponseStore, StoredResponse
 from ingot.common.errors import IngotError, Internal, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
@@ -66,18 +66,19 @@ def _closing(builder: ResponseBuilder, finish: str | None, chat: Chat) -> list[d
     return builder.finish(finish, *chat.usage())
 
 
-async def _keep(store, who: str, builder: ResponseBuilder, body: ResponsesRequest, items) -> None:
+async def _keep(store: ResponseStore, who: str, builder: ResponseBuilder, body: ResponsesRequest,
+                items: list[dict[str, Any]]) -> None:
     if body.stores:
         response = builder.response()
         await store.put(StoredResponse(id=builder.id, owner=who, created_at=builder.created_at, response=response,
                                        input_items=list(items)))
 
 
-async def _stream(request: web.Request, builder: ResponseBuilder, chat: Chat, store, who: str,
-                  items) -> web.StreamResponse:
+async def _stream(request: web.Request, builder: ResponseBuilder, chat: Chat, store: ResponseStore, who: str,
+                  items: list[dict[str, Any]]) -> web.StreamResponse:
     stream = EventStream()
 
-    async def send(events) -> None:
+    async def send(events: list[dict[str, Any]]) -> None:
         for event in events:
             await stream.send(json.dumps(event))
 

@@ -37,7 +37,8 @@ def test_a_text_answer_streams_every_event_in_order_with_consecutive_sequence_nu
 def test_calls_close_the_message_before_them_and_each_gets_its_own_item():
     builder = _builder()
     events = _run(builder, [Piece(text="Let me check."),
-                            Piece(calls=[CallDelta(0, "call_a", "f", '{"x": ')]), Piece(calls=[CallDelta(0, arguments="1}")]),
+                            Piece(calls=[CallDelta(0, "call_a", "f", '{"x": ')]),
+                            Piece(calls=[CallDelta(0, arguments="1}")]),
                             Piece(calls=[CallDelta(1, "call_b", "g", "{}")])], finish="tool_calls")
     output = builder.response()["output"]
     assert [item["type"] for item in output] == ["message", "function_call", "function_call"]

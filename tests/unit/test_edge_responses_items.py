@@ -85,7 +85,8 @@ def test_chat_body_keeps_function_tools_ignores_hosted_ones_and_maps_the_fields(
                                                                "strict": True}}]
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assert body["max_completion_tokens"] == 9 and body["temperature"] == 0.5
-    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object"}}}
+    assert body["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "s", "schema": {"type": "object"}}}
 
 
 def test_allowed_tools_narrow_the_functions_and_hosted_tool_choices_are_refused():
