@@ -73,6 +73,9 @@ def _part(kind: str, text: str) -> dict[str, Any]:
 def _item(raw: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     """One input item in its stored form, or None for an item that does not reach the prompt."""
     kind = raw.get("type", "message" if "role" in raw else None)
+    if not isinstance(kind, str):
+        raise InvalidArgument(f"Missing required parameter: '{where}.type' (a string naming the item's type).",
+                              param=f"{where}.type")
     if kind in FOREIGN_ITEMS or kind == "reasoning":
         return None
     if kind == "message":
@@ -110,7 +113,7 @@ def resolve_input(request: ResponsesRequest, history: Sequence[dict[str, Any]]) 
         where = f"input[{index}]"
         if raw.get("type") == "item_reference":
             item_id = raw.get("id")
-            if item_id not in known:
+            if not isinstance(item_id, str) or item_id not in known:
                 raise _bad(f"{where}.id", f"no item {item_id!r} in the conversation of previous_response_id.")
             items.append(dict(known[item_id]))
             continue
@@ -167,8 +170,9 @@ def chat_tool_choice(choice: str | Mapping[str, Any] | None, names: Sequence[str
         return {"type": "function", "function": {"name": name}}, list(names)
     if kind == "allowed_tools":
         mode = choice.get("mode", "auto")
-        allowed = [tool.get("name") for tool in choice.get("tools") or () if isinstance(tool, dict)
-                   and tool.get("type") == "function"]
+        listed = choice.get("tools")
+        allowed = [tool.get("name") for tool in listed if isinstance(tool, dict) and tool.get("type") == "function"
+                   ] if isinstance(listed, list) else []
         if mode not in ("auto", "required") or not allowed or any(name not in names for name in allowed):
             raise _bad("tool_choice", "allowed_tools needs a mode of 'auto' or 'required' and function tools "
                        "that 'tools' defines.")

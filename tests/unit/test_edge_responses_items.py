@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.responses.items import chat_body, chat_messages, resolve_input, responses_param
 from edge.responses.schemas import ResponsesRequest
@@ -115,3 +117,24 @@ def test_chat_parameters_map_back_to_the_responses_request():
     assert responses_param("messages[3].content", request) == "input"
     assert responses_param("max_completion_tokens", request) == "max_output_tokens"
     assert responses_param("temperature", request) == "temperature"
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                     max_leaves=8)
+_ITEM_KEYS = st.sampled_from(["type", "role", "content", "id", "call_id", "name", "arguments", "output", "text",
+                              "input"])
+_ITEM_VALUES = _JSON | st.sampled_from(["message", "function_call", "function_call_output", "item_reference",
+                                        "user", "assistant", "input_text", "reasoning", "custom_tool_call"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=st.lists(st.dictionaries(_ITEM_KEYS, _ITEM_VALUES, max_size=5), max_size=4),
+       choice=st.none() | st.sampled_from(["auto", "required", "none"]) | st.dictionaries(
+           st.sampled_from(["type", "name", "mode", "tools"]), _ITEM_VALUES | st.just("allowed_tools"), max_size=3))
+def test_any_input_items_and_tool_choice_are_answered_or_refused_as_bad_input(items, choice):
+    try:
+        request = _request(input=items, tools=[TOOL], tool_choice=choice)
+        chat_body(request, resolve_input(request, []))
+    except InvalidArgument:
+        pass
