@@ -199,6 +199,8 @@ def test_azure_openai_client_creates_retrieves_and_lists_on_the_openai_responses
                                max_retries=0, timeout=120)
     created = azure.responses.create(model=SMOLLM2_ALIAS, input="Hi.", max_output_tokens=5)
     assert azure.responses.retrieve(created.id).id == created.id
+    # The same key sent as a bearer token (the openai client) owns it too.
+    assert _client(mesh).responses.retrieve(created.id).id == created.id
     assert len(azure.responses.input_items.list(created.id).data) == 1
     with azure.responses.stream(model=SMOLLM2_ALIAS, input="Hi.", max_output_tokens=5,
                                 previous_response_id=created.id) as stream:
