@@ -16,24 +16,23 @@ from typing import TypeVar
 import jwt
 from aiohttp import web
 
-from edge import convert, toolcalls
-from edge.auth import AUTHENTICATOR
-from edge.backends import BACKENDS
-from edge.deployments import policy
-from edge.generation import Choices, Tagged, chat_model, generate, opening
-from edge.limits import check_token_caps
-from edge.parsing import parse_chat_request, parse_json_object, validate
+from edge.mesh import convert, toolcalls
+from edge.mesh.backends import BACKENDS
+from edge.mesh.messages import Tagged, is_final
+from edge.openai.generation import Choices, chat_model, generate, opening
+from edge.openai.parsing import parse_chat_request, parse_json_object, validate
+from edge.openai.schemas import NAME_PATTERN, UINT32_MAX, RequestModel
 from edge.responses.pieces import CallDelta, Piece
 from edge.responses.store import RedisStore, ResponseStore, SQLiteStore
-from edge.schemas import NAME_PATTERN, UINT32_MAX, RequestModel
-from edge.settings import SETTINGS, EdgeSettings
-from edge.sse import EventStream
+from edge.shared.auth import AUTHENTICATOR
+from edge.shared.deployments import policy
+from edge.shared.limits import check_token_caps
+from edge.shared.settings import SETTINGS, EdgeSettings
+from edge.shared.sse import EventStream
 from ingot.common.errors import InvalidArgument
-from ingot.common.v1 import common_pb2
-from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
 __all__ = ["NAME_PATTERN", "UINT32_MAX", "RequestModel", "parse_json_object", "validate", "EventStream", "Chat",
-           "answer_chat", "owner", "response_store", "mount"]
+           "answer_chat", "owner", "response_store", "store_lifetime"]
 
 T = TypeVar("T")
 STORE = web.AppKey("responses_store", ResponseStore)
@@ -65,7 +64,8 @@ def _store_for(settings: EdgeSettings) -> ResponseStore:
     return SQLiteStore(path, settings.responses_ttl, settings.responses_max)
 
 
-async def _store_lifetime(app: web.Application) -> AsyncIterator[None]:
+async def store_lifetime(app: web.Application) -> AsyncIterator[None]:
+    """The application's response store, opened (lazily) with it and closed with it."""
     store = _store_for(app[SETTINGS])
     app[STORE] = store
     try:
@@ -78,9 +78,6 @@ def response_store(request: web.Request) -> ResponseStore:
     return request.config_dict[STORE]
 
 
-def mount(app: web.Application, routes: web.RouteTableDef) -> None:
-    app.cleanup_ctx.append(_store_lifetime)
-    app.add_routes(routes)
 
 
 @dataclass
@@ -99,9 +96,7 @@ class Chat:
 async def _pieces(messages: AsyncIterator[Tagged], choices: Choices) -> AsyncIterator[Piece]:
     async for position, message in messages:
         choices.add(position, message)
-        finish = None
-        if message.finish_reason != common_pb2.FINISH_REASON_UNSPECIFIED:
-            finish = choices.finish_reason(0)
+        finish = choices.finish_reason(0) if is_final(message) else None
         yield Piece(text=message.text, finish_reason=finish,
                     calls=[CallDelta(delta.index, delta.id, delta.name, delta.arguments)
                            for delta in message.tool_calls])
@@ -121,9 +116,7 @@ async def answer_chat(request: web.Request, body: dict, respond: Callable[[Chat]
     structured = toolcalls.structured(chat)
     prompt = await backends.apply_chat_template(model.id, toolcalls.chat_messages(chat.messages),
                                                 tools_json=structured.tools_json)
-    generate_request = inference_pb2.GenerateRequest(
-        model=model.id, prompt_token_ids=prompt, sampling=convert.sampling_params(chat, chat.token_limit), n=1,
-        tools=structured.tools, constraint=structured.constraint)
+    generate_request = convert.chat_generate_request(chat, model.id, prompt, structured)
     check_token_caps(request.config_dict[SETTINGS], generate_request, prompt_param="input")
     choices = Choices([len(prompt)], 1)
 

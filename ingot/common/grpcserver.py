@@ -29,13 +29,27 @@ SERVER_OPTIONS = (
 )
 
 
+def server_options(max_connection_age: float = 0.0, grace: float = 5.0) -> tuple[tuple[str, int], ...]:
+    """SERVER_OPTIONS, plus a connection age when one is set.
+
+    Clients resolve a service's name (dns:///inference:50053) only when a connection drops, so replicas added
+    by an autoscaler get no calls from connections opened before them. An aged connection is closed (GOAWAY)
+    once its calls end, or after `grace` (as long as the longest stream), and the client resolves again.
+    """
+    if max_connection_age <= 0:
+        return SERVER_OPTIONS
+    return (*SERVER_OPTIONS, ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(grace * 1000)))
+
+
 class ServiceHost:
     """A grpc.aio server with health and reflection for the given fully-qualified service names."""
 
-    def __init__(self, name: str, service_names: Sequence[str]) -> None:
+    def __init__(self, name: str, service_names: Sequence[str],
+                 options: Sequence[tuple[str, int]] = SERVER_OPTIONS) -> None:
         self.name = name
         self.server = grpc.aio.server(interceptors=[*server_interceptors(), ErrorInterceptor()],
-                                      options=SERVER_OPTIONS)
+                                      options=list(options))
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names = list(service_names)
@@ -72,9 +86,10 @@ async def run_service(
     add_servicers: Callable[[grpc.aio.Server], Awaitable[Callable[[], Awaitable[None]] | None]],
     *,
     grace: float = 5.0,
+    max_connection_age: float = 0.0,
 ) -> None:
     """Serves until SIGTERM or SIGINT. `add_servicers` registers the servicers and may return a cleanup."""
-    host = ServiceHost(name, service_names)
+    host = ServiceHost(name, service_names, server_options(max_connection_age, grace))
     cleanup = await add_servicers(host.server)
     address = await host.start(listen)
     await host.set_serving(True)

@@ -16,7 +16,8 @@ from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E4
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
 from services.inference.engine import Engine  # noqa: E402
 from services.inference.models import CpuThreads  # noqa: E402
-from services.inference.servicer import InferenceServicer, ModelDirectory  # noqa: E402
+from ingot.common.resolver import ModelResolver  # noqa: E402
+from services.inference.servicer import InferenceServicer  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -32,7 +33,7 @@ def build(server, config: InferenceSettings):
                     threads=CpuThreads.for_host(config.intra_op_threads, config.spin_wait))
     engine.start()
     registry_channel = insecure_channel(config.registry_address)
-    directory = ModelDirectory(registry_grpc.RegistryServiceStub(registry_channel))
+    directory = ModelResolver(registry_grpc.RegistryServiceStub(registry_channel))
     pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine, directory), server)
 
     async def cleanup() -> None:
@@ -57,5 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     async def add_servicers(server):
         return build(server, config)[1]
 
-    asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers,
+                            grace=config.shutdown_grace,
+                            max_connection_age=config.max_connection_age))
     return 0

@@ -10,7 +10,7 @@ from ingot.common.grpcserver import run_service
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from ingot.tokenizer.v1 import tokenizer_service_pb2 as pb
 from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
-from services.tokenizer.resolver import ModelResolver
+from ingot.common.resolver import ModelResolver
 from services.tokenizer.servicer import TokenizerServicer
 from services.tokenizer.settings import TokenizerSettings
 
@@ -29,5 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         pb_grpc.add_TokenizerServiceServicer_to_server(TokenizerServicer(resolver), server)
         return registry_channel.close
 
-    asyncio.run(run_service("tokenizer", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("tokenizer", config.listen, [SERVICE_NAME], add_servicers,
+                            grace=config.shutdown_grace,
+                            max_connection_age=config.max_connection_age))
     return 0
