@@ -45,7 +45,7 @@ def owner(request: web.Request) -> str:
         return ""
     credential = request.headers.get("api-key", "").strip()
     if not credential:
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        _, _, credential = request.headers.get("Authorization", "").partition(" ")
         credential = credential.strip()
         if credential.count(".") == 2:
             try:
