@@ -2,12 +2,13 @@
 
 A surface is a package over edge/mesh with its own schemas and error shape. It joins the edge with one line
 here: its route tables in ROUTE_TABLES (routes of the root application, errors in OpenAI's shape), or its
-`mount` in SUB_APPLICATIONS (a sub-application with its own middleware and error shape, as Azure's).
+`mount` in SUB_APPLICATIONS (a sub-application with its own middleware and error shape, as Azure's). A
+surface that keeps state for the application's lifetime adds its cleanup context to LIFETIMES.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -17,6 +18,8 @@ from edge.databricks import app as databricks
 from edge.foundry import catalog, downloads, imports, loading
 from edge.openai import chat, completions, embeddings, models, tokens
 from edge.ops import health, metrics, openapi
+from edge.responses import adapter as responses_state
+from edge.responses import routes as responses
 
 ROUTE_TABLES: list[web.RouteTableDef] = [
     # Operational: /metrics, /openapi.json, /health, /ready.
@@ -27,14 +30,20 @@ ROUTE_TABLES: list[web.RouteTableDef] = [
     loading.routes, catalog.routes, imports.routes, downloads.routes,
     # Azure OpenAI: /openai/deployments/{deployment}/... and /openai/v1/...
     azure_openai.routes,
+    # OpenAI's Responses API: /v1/responses, and Azure OpenAI's /openai/v1/responses and /openai/responses.
+    responses.routes,
 ]
 
 # Azure AI Model Inference: bare paths and /models/..., ?api-version=, Azure's error shapes. Databricks:
 # /api/2.0/serving-endpoints/..., /serving-endpoints/..., /.well-known/databricks-config, Databricks' error body.
 SUB_APPLICATIONS: list[Callable[[web.Application], web.Application]] = [azure.mount, databricks.mount]
 
+# State a surface keeps for the application's lifetime (aiohttp cleanup contexts): the stored responses.
+LIFETIMES: list[Callable[[web.Application], AsyncIterator[None]]] = [responses_state.store_lifetime]
+
 
 def add_routes(app: web.Application) -> None:
+    app.cleanup_ctx.extend(LIFETIMES)
     for table in ROUTE_TABLES:
         app.add_routes(table)
     for mount in SUB_APPLICATIONS:

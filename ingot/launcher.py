@@ -197,6 +197,7 @@ class Launcher:
         c = self.config
         self.edge.argv = [
             "--host", c.host, "--port", str(c.port), "--grpc-port", str(c.grpc_port), "--log-level", c.log_level,
+            "--home", str(c.home),
             "--shutdown-grace", str(c.shutdown_grace),
             "--registry-address", self.registry.address, "--tokenizer-address", self.tokenizer.address,
             "--inference-address", self.inference.address, "--embeddings-address", self.embeddings.address,

@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import Field
 
+from ingot.common import settings
 from ingot.common.meshtls import MeshTlsSettings
 from ingot.common.telemetry import TelemetrySettings
 
@@ -49,6 +50,15 @@ class EdgeSettings(TelemetrySettings, MeshTlsSettings):
     shutdown_grace: float = Field(30.0, ge=0, description="seconds requests in flight may take to finish after "
                                   "SIGTERM, while new ones get 503")
     keepalive_timeout: float = Field(75.0, gt=0, description="seconds an idle keep-alive connection stays open")
+    home: Path = settings.home_field()
+    # Stored responses (POST /v1/responses with store): SQLite under the home unless a Redis is named.
+    redis_url: str = Field("", description="Redis shared by edge replicas (redis://host:port/db), holding stored "
+                           "responses; empty: no Redis")
+    responses_db: Path | None = Field(None, description="SQLite file of stored responses when there is no Redis; "
+                                      "default HOME/responses.sqlite3")
+    responses_ttl: float = Field(30 * 24 * 3600.0, gt=0, description="seconds a stored response is kept (OpenAI "
+                                 "and Azure keep them 30 days)")
+    responses_max: int = Field(100_000, gt=0, description="stored responses kept at most; the oldest go first")
 
 
 # The settings object an application was made with, for handlers that need one of its limits.
