@@ -41,5 +41,5 @@ def main(argv: list[str] | None = None) -> int:
     async def add_servicers(server):
         return build(server, config)[1]
 
-    asyncio.run(run_service("embeddings", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("embeddings", config, [SERVICE_NAME], add_servicers))
     return 0

@@ -57,5 +57,5 @@ def main(argv: list[str] | None = None) -> int:
     async def add_servicers(server):
         return build(server, config)[1]
 
-    asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("inference", config, [SERVICE_NAME], add_servicers))
     return 0

@@ -38,5 +38,5 @@ def main(argv: list[str] | None = None) -> int:
         pb_grpc.add_RegistryServiceServicer_to_server(create_servicer(config), server)
         return None
 
-    asyncio.run(run_service("registry", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("registry", config, [SERVICE_NAME], add_servicers))
     return 0

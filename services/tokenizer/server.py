@@ -29,5 +29,5 @@ def main(argv: list[str] | None = None) -> int:
         pb_grpc.add_TokenizerServiceServicer_to_server(TokenizerServicer(resolver), server)
         return registry_channel.close
 
-    asyncio.run(run_service("tokenizer", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("tokenizer", config, [SERVICE_NAME], add_servicers))
     return 0
