@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from google.protobuf import json_format
 
+from edge import replicas
 from edge.backends import BACKENDS, Backends, translated
 from edge.query import check_query, flag
 from ingot.common.errors import FailedPrecondition
@@ -74,10 +75,9 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def _loaded(backends: Backends) -> set[str]:
-    with translated("inference"):
-        reply = await backends.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(),
-                                                          timeout=backends.call_timeout)
-    return {model.id for model in reply.models}
+    """Models any inference replica holds."""
+    held = await replicas.loaded_models(backends.services["inference"], backends.call_timeout)
+    return {model.id for models in held.values() for model in models}
 
 
 async def delete_model(request: web.Request, name: str) -> web.Response:
@@ -92,9 +92,8 @@ async def delete_model(request: web.Request, name: str) -> web.Response:
         if not force:
             raise FailedPrecondition(f"The model '{model.id}' is loaded; unload it first (GET /openai/unload/"
                                      f"{model.id}) or delete it with force=true.", param="model", code="model_in_use")
-        with translated("inference"):
-            await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model.id, force=True),
-                                                 timeout=backends.call_timeout)
+        await replicas.unload_model(backends.services["inference"],
+                                    inference_pb2.UnloadModelRequest(model=model.id, force=True), backends.call_timeout)
     with translated("registry"):
         await backends.registry.DeleteModel(registry_pb2.DeleteModelRequest(name=model.id),
                                             timeout=backends.call_timeout)

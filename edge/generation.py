@@ -23,7 +23,7 @@ from edge.backends import Backends, translated_stream
 from edge.errors import Failure, error_body
 from edge.schemas import Usage
 from edge.sse import EventStream
-from ingot.common.errors import IngotError, Internal, InvalidArgument
+from ingot.common.errors import IngotError, Internal, InvalidArgument, Unavailable
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
@@ -51,6 +51,15 @@ async def chat_model(backends: Backends, name: str, route: str) -> registry_pb2.
 _END = object()
 
 
+def interrupted(error: Exception) -> Exception:
+    """A generation cut after it started: before that, gRPC retried it on another replica; after it, only
+    the client can, and it should know the answer it has is incomplete."""
+    if isinstance(error, Unavailable):
+        return Unavailable("The inference replica generating this answer went away after it had started; the "
+                           "answer is incomplete. Sending the request again is safe.", code="generation_interrupted")
+    return error
+
+
 async def merged(calls: Sequence[grpc.aio.UnaryStreamCall]) -> AsyncIterator[Tagged]:
     """The messages of every call as they arrive, each tagged with its call's position. The first failure
     of any call ends the whole stream with that failure. Closing the stream cancels every call still running,
@@ -58,11 +67,13 @@ async def merged(calls: Sequence[grpc.aio.UnaryStreamCall]) -> AsyncIterator[Tag
     queue: asyncio.Queue = asyncio.Queue(maxsize=_MERGE_BUFFER)
 
     async def pump(position: int, call: grpc.aio.UnaryStreamCall) -> None:
+        started = False
         try:
             async for message in translated_stream(call, "inference"):
+                started = True
                 await queue.put((position, message))
         except Exception as error:  # noqa: BLE001 - handed to the reader, which raises it
-            await queue.put((position, error))
+            await queue.put((position, interrupted(error) if started else error))
         else:
             await queue.put((position, _END))
 

@@ -1,30 +1,29 @@
-"""GET /health (the edge process answers) and GET /ready (every service it calls answers SERVING)."""
+"""GET /health (the edge process answers) and GET /ready (at least one replica of every service it calls
+answers SERVING; each replica is reported where the address lists or resolves to several)."""
 
 from __future__ import annotations
 
 import asyncio
 
-import grpc
 from aiohttp import web
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge.backends import BACKENDS, Service
+from edge.replicas import service_health
 
 routes = web.RouteTableDef()
 
-# A readiness probe must answer quickly even when a service hangs; a second is ample on a healthy mesh.
-CHECK_TIMEOUT = 1.0
 RETRY_AFTER = "1"
 
 
-async def check(service: Service) -> str:
-    """SERVING, NOT_SERVING, SERVICE_UNKNOWN, or the gRPC code of a failed check (UNAVAILABLE, ...)."""
-    try:
-        reply = await health_pb2_grpc.HealthStub(service.channel).Check(health_pb2.HealthCheckRequest(),
-                                                                        timeout=CHECK_TIMEOUT)
-    except grpc.aio.AioRpcError as err:
-        return err.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+async def check(service: Service) -> dict[str, object]:
+    replicas = await service_health(service)
+    serving = any(status == "SERVING" for status in replicas.values())
+    # One replica's own status stands for the service; with several, serving means at least one serves.
+    status = "SERVING" if serving else next(iter(replicas.values()))
+    report: dict[str, object] = {"address": service.address, "status": status}
+    if len(replicas) > 1:
+        report["replicas"] = replicas
+    return report
 
 
 @routes.get("/health")
@@ -35,10 +34,9 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
     services = list(request.config_dict[BACKENDS].services.values())
-    statuses = await asyncio.gather(*(check(service) for service in services))
-    report = {service.name: {"address": service.address, "status": status}
-              for service, status in zip(services, statuses, strict=True)}
-    if all(status == "SERVING" for status in statuses):
+    reports = await asyncio.gather(*(check(service) for service in services))
+    report = {service.name: found for service, found in zip(services, reports, strict=True)}
+    if all(found["status"] == "SERVING" for found in reports):
         return web.json_response({"status": "ready", "services": report})
     return web.json_response({"status": "not_ready", "services": report}, status=503,
                              headers={"Retry-After": RETRY_AFTER})

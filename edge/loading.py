@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from edge import replicas
 from edge.backends import BACKENDS, translated
 from edge.query import check_query, flag, seconds
-from ingot.common.errors import InvalidArgument, NotFound
+from ingot.common.errors import InvalidArgument
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 
 routes = web.RouteTableDef()
@@ -37,8 +38,7 @@ async def load(request: web.Request) -> web.Response:
     load_request = inference_pb2.LoadModelRequest(model=model.id, execution_provider=request.query.get("ep", ""))
     if ttl is not None:
         load_request.ttl_seconds = ttl
-    with translated("inference"):
-        await backends.inference.LoadModel(load_request, timeout=LOAD_TIMEOUT_S)
+    await replicas.load_model(backends.services["inference"], load_request, LOAD_TIMEOUT_S)
     return web.Response()
 
 
@@ -53,13 +53,9 @@ async def unload(request: web.Request) -> web.Response:
 
 
 async def _unload(backends, model_id: str, *, force: bool) -> None:
-    try:
-        with translated("inference"):
-            await backends.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model_id, force=force),
-                                                 timeout=backends.call_timeout)
-    except NotFound:
-        # The model exists and is not in memory: what unloading asks for is already true.
-        pass
+    # A model that exists and is not in memory: what unloading asks for is already true.
+    await replicas.unload_model(backends.services["inference"],
+                                inference_pb2.UnloadModelRequest(model=model_id, force=force), backends.call_timeout)
 
 
 @routes.get("/openai/unloadall")
@@ -72,7 +68,14 @@ async def unload_all(request: web.Request) -> web.Response:
 
 @routes.get("/openai/loadedmodels")
 async def loaded_models(request: web.Request) -> web.Response:
-    return web.json_response([model.id for model in await _loaded(request.config_dict[BACKENDS])])
+    """Foundry Local's list of names, held by any replica; `by_replica=true` says which replica holds what."""
+    check_query(request, {"by_replica"})
+    held = await _held(request.config_dict[BACKENDS])
+    if flag(request, "by_replica"):
+        return web.json_response({"replicas": [{"address": address, "models": [model.id for model in models]}
+                                               for address, models in held.items()]})
+    names = dict.fromkeys(model.id for models in held.values() for model in models)
+    return web.json_response(list(names))
 
 
 @routes.get("/openai/getgpudevice")
@@ -96,8 +99,11 @@ async def set_gpu_device(request: web.Request) -> web.Response:
     return web.Response()
 
 
+async def _held(backends) -> dict[str, list[inference_pb2.LoadedModel]]:
+    return await replicas.loaded_models(backends.services["inference"], backends.call_timeout)
+
+
 async def _loaded(backends) -> list[inference_pb2.LoadedModel]:
-    with translated("inference"):
-        reply = await backends.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(),
-                                                          timeout=backends.call_timeout)
-    return list(reply.models)
+    """Every model some replica holds, once each."""
+    held = await _held(backends)
+    return list({model.id: model for models in held.values() for model in models}.values())

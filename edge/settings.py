@@ -45,6 +45,11 @@ class EdgeSettings(TelemetrySettings):
     shutdown_grace: float = Field(30.0, ge=0, description="seconds requests in flight may take to finish after "
                                   "SIGTERM, while new ones get 503")
     keepalive_timeout: float = Field(75.0, gt=0, description="seconds an idle keep-alive connection stays open")
+    reuse_port: bool = Field(False, description="let several edge processes listen on this port (replicas on one "
+                             "host); otherwise a taken port is an error")
+    # Without it, requests_per_minute and max_concurrent_per_key hold per edge process: N edges allow N times.
+    redis_url: str = Field("", description="Redis URL (redis://host:port/db) where edge replicas share their rate "
+                           "limits and per-key concurrency; empty: limits are per process")
 
 
 # The settings object an application was made with, for handlers that need one of its limits.

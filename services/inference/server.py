@@ -15,6 +15,7 @@ from ingot.inference.v1 import inference_service_pb2 as pb  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E402
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
 from services.inference.engine import Engine  # noqa: E402
+from services.inference import placement  # noqa: E402
 from services.inference.models import CpuThreads  # noqa: E402
 from services.inference.servicer import InferenceServicer, ModelDirectory  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
@@ -55,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     telemetry.configure("inference", config)
 
     async def add_servicers(server):
-        return build(server, config)[1]
+        engine, cleanup = build(server, config)
+        placement.register(engine.loaded)
+        return cleanup
 
     asyncio.run(run_service("inference", config, [SERVICE_NAME], add_servicers))
     return 0
