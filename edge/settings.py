@@ -48,8 +48,8 @@ class EdgeSettings(TelemetrySettings):
     reuse_port: bool = Field(False, description="let several edge processes listen on this port (replicas on one "
                              "host); otherwise a taken port is an error")
     # Without it, requests_per_minute and max_concurrent_per_key hold per edge process: N edges allow N times.
-    redis_url: str = Field("", description="Redis URL (redis://host:port/db) where edge replicas share their rate "
-                           "limits and per-key concurrency; empty: limits are per process")
+    redis_url: str = Field("", description="Redis shared by edge replicas (redis://host:port/db): their rate "
+                           "limits and per-key concurrency hold across them; empty: no Redis, limits per process")
 
 
 # The settings object an application was made with, for handlers that need one of its limits.
