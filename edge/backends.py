@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 from aiohttp import web
 
+from edge.failover import RetriedBeforeFirstMessage
 from edge.settings import EdgeSettings
 from ingot.common.channels import insecure_channel
 from ingot.common.errors import DeadlineExceeded, NotFound, Unavailable, error_from_rpc
@@ -173,7 +174,9 @@ class Backends:
     def generate(self, request: inference_pb2.GenerateRequest) -> grpc.aio.UnaryStreamCall:
         # No overall deadline: a long completion is legitimate, and a client that gives up cancels the call.
         # Only the first message has one, so a hung inference service is a 504 rather than a hang.
-        return FirstMessageDeadline(self.inference.Generate(request), self.first_token_timeout)
+        # A replica lost before the first message: the request goes to another (edge/failover.py).
+        return FirstMessageDeadline(RetriedBeforeFirstMessage(lambda: self.inference.Generate(request)),
+                                    self.first_token_timeout)
 
 
 class FirstMessageDeadline:
