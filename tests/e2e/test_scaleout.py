@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 import openai
 import pytest
+import redis
 
 from tests.conftest import SMOLLM2_ALIAS, SMOLLM2_ID
 from tests.e2e.mesh import Mesh, free_port
@@ -208,3 +210,97 @@ async def test_replicas_share_the_calls_lose_no_request_silently_and_new_ones_ge
         for process in (front, first, second, third):
             if process is not None:
                 process.stop()
+
+
+def test_a_second_serve_on_taken_ports_exits_clearly_and_the_first_keeps_serving(ingot_home, smollm2_dir):
+    ports = {name: free_port() for name in ("registry", "tokenizer", "inference", "embeddings")}
+    listens = [item for name, port in ports.items() for item in (f"--{name}-listen", f"127.0.0.1:{port}")]
+    first = Mesh(ingot_home, args=listens).start()
+    try:
+        second = subprocess.run([sys.executable, "-m", "ingot.cli", "serve", "--port", str(first.port), *listens],
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "INGOT_HOME": str(ingot_home)})
+        output = second.stdout + second.stderr
+        assert second.returncode != 0, output
+        assert f"cannot listen on 127.0.0.1:{ports['registry']}: the address is already in use" in output, output
+        assert first.process.poll() is None
+        assert httpx.get(f"{first.base_url}/ready", timeout=10).status_code == 200
+        models = httpx.get(f"{first.base_url}/foundry/list", timeout=30)
+        assert models.status_code == 200
+        # A service started alone on a taken address says the same, and exits at once.
+        alone = subprocess.run([sys.executable, "-m", "ingot.cli", "tokenizer", "--listen",
+                                f"127.0.0.1:{ports['tokenizer']}"], capture_output=True, text=True, timeout=60)
+        assert alone.returncode == 1
+        assert "already in use by another process" in alone.stderr
+    finally:
+        first.stop()
+
+
+@pytest.fixture()
+def two_edges(services, tmp_path):
+    """Two edge replicas in front of one inference service, sharing a real Redis, one request per key at a
+    time."""
+    replica = inference(services, "127.0.0.1:0").start()
+    with redis_server(tmp_path) as url:
+        shared = ["--redis-url", url, "--max-concurrent-per-key", "1"]
+        edges = [edge(services, replica.address, *shared).start() for _ in range(2)]
+        try:
+            yield edges, url
+        finally:
+            for process in edges:
+                process.stop()
+            replica.stop()
+
+
+def limited(front: Process) -> httpx.Response:
+    return httpx.post(f"{front.base_url}/v1/chat/completions", timeout=60,
+                      json={"model": "limited", "messages": [{"role": "user", "content": "hi"}]})
+
+
+def hold_a_request(front: Process) -> socket.socket:
+    """A POST whose body never finishes arriving: in flight on that edge until the socket closes."""
+    host, port = front.base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{")
+    return sock
+
+
+def test_two_edges_share_a_deployments_rate_limit_and_fall_back_when_redis_goes(two_edges, tmp_path):
+    (first, second), url = two_edges
+    statuses = [limited(front) for front in (first, second, first, second, first, second)]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 200, 429, 429], [r.text for r in statuses]
+    for refused in statuses[4:]:
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "rate limit of 4 per minute" in refused.json()["error"]["message"]
+
+    # Redis goes away: no request fails for it; each edge counts on its own (two admitted here each, so two
+    # more each before its own window is full).
+    try:
+        redis.Redis.from_url(url).shutdown(nosave=True)
+    except redis.ConnectionError:
+        pass
+    after = [limited(front) for front in (first, first, first, second)]
+    assert [r.status_code for r in after] == [200, 200, 429, 200], [r.text for r in after]
+    assert int(after[2].headers["Retry-After"]) >= 1
+    for front in (first, second):
+        front.wait_for(lambda front=front: "is unreachable" in front.output(), 10, "the warning that Redis is gone")
+        assert front.output().count("is unreachable") == 1
+
+
+def test_two_edges_share_per_key_concurrency(two_edges):
+    (first, second), _ = two_edges
+    held = hold_a_request(first)
+    try:
+        time.sleep(0.5)
+        refused = httpx.post(f"{second.base_url}/v1/chat/completions", json={}, timeout=30)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "too_many_concurrent_requests"
+    finally:
+        held.close()
+    deadline = time.monotonic() + 10
+    while (answer := httpx.post(f"{second.base_url}/v1/chat/completions", json={}, timeout=30)).status_code == 429:
+        assert time.monotonic() < deadline, "the held request's slot was never freed"
+        time.sleep(0.2)
+    # Admitted: the empty body is refused for what it is, not for the limit.
+    assert answer.status_code == 400
