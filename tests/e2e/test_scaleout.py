@@ -88,7 +88,7 @@ async def one_stream(client: openai.AsyncOpenAI, outcomes: Outcomes) -> None:
     chunks = 0
     try:
         async with asyncio.timeout(STREAM_TIMEOUT_S):
-            stream = await client.chat.completions.create(model=SMOLLM2_ALIAS, messages=PROMPT, max_tokens=40,
+            stream = await client.chat.completions.create(model=SMOLLM2_ALIAS, messages=PROMPT, max_tokens=24,
                                                           temperature=0, stream=True)
             finished = None
             try:
@@ -180,7 +180,7 @@ async def test_replicas_share_the_calls_lose_no_request_silently_and_new_ones_ge
             killed.set()
 
         killer = asyncio.create_task(kill_mid_load())
-        await load(client, during, lambda: killed.is_set() and during.completed >= completed_at_kill + 12,
+        await load(client, during, lambda: killed.is_set() and during.completed >= completed_at_kill + 8,
                    concurrency=8)
         await killer
         assert during.failures == [], during.failures
@@ -236,20 +236,25 @@ def test_a_second_serve_on_taken_ports_exits_clearly_and_the_first_keeps_serving
         first.stop()
 
 
+@pytest.fixture(scope="module")
+def one_inference(services):
+    replica = inference(services, "127.0.0.1:0").start()
+    yield replica.address
+    replica.stop()
+
+
 @pytest.fixture()
-def two_edges(services, tmp_path):
+def two_edges(services, one_inference, tmp_path):
     """Two edge replicas in front of one inference service, sharing a real Redis, one request per key at a
     time."""
-    replica = inference(services, "127.0.0.1:0").start()
     with redis_server(tmp_path) as url:
         shared = ["--redis-url", url, "--max-concurrent-per-key", "1"]
-        edges = [edge(services, replica.address, *shared).start() for _ in range(2)]
+        edges = [edge(services, one_inference, *shared).start() for _ in range(2)]
         try:
             yield edges, url
         finally:
             for process in edges:
                 process.stop()
-            replica.stop()
 
 
 def limited(front: Process) -> httpx.Response:
