@@ -52,8 +52,8 @@ _END = object()
 
 
 def interrupted(error: Exception) -> Exception:
-    """A generation cut after it started: before that, gRPC retried it on another replica; after it, only
-    the client can, and it should know the answer it has is incomplete."""
+    """A generation cut after it started: before that, it was asked again of another replica
+    (edge/failover.py); after it, only the client can, and it should know the answer it has is incomplete."""
     if isinstance(error, Unavailable):
         return Unavailable("The inference replica generating this answer went away after it had started; the "
                            "answer is incomplete. Sending the request again is safe.", code="generation_interrupted")

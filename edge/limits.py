@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ingot.common import metrics
 from edge.sharedlimits import SharedLimits, StoreDown
+from ingot.common import metrics
 from ingot.common.errors import InvalidArgument, ResourceExhausted
 
 ANONYMOUS = ""

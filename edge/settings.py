@@ -41,7 +41,8 @@ class EdgeSettings(TelemetrySettings):
                                 "(0: the model's own limit)")
     max_body_bytes: int = Field(1024**2, gt=0, description="largest request body accepted; larger is a 413")
     max_concurrent_requests: int = Field(256, gt=0, description="POST requests in flight in total; more get 429")
-    max_concurrent_per_key: int = Field(64, gt=0, description="POST requests in flight per API key; more get 429")
+    max_concurrent_per_key: int = Field(64, gt=0, description="POST requests in flight per API key, across "
+                                        "the edges sharing --redis-url; more get 429")
     shutdown_grace: float = Field(30.0, ge=0, description="seconds requests in flight may take to finish after "
                                   "SIGTERM, while new ones get 503")
     keepalive_timeout: float = Field(75.0, gt=0, description="seconds an idle keep-alive connection stays open")

@@ -10,9 +10,9 @@ from ingot.common.grpcserver import MAX_MESSAGE_BYTES
 from ingot.common.telemetry import client_interceptors
 
 # Calls that a replica may safely be asked again when another one went away: reads, pure functions, and
-# Generate. gRPC commits a call (stops retrying it) once the server's first message arrives, and ingot's
-# servers send their headers with that first message, so a Generate is retried only while nothing of it has
-# reached the caller; one cut after that fails with UNAVAILABLE and the caller says so.
+# Generate. gRPC commits a call (stops retrying it) once the server's headers arrive, which a unary call's
+# server sends with its answer and the inference service sends when it admits a Generate; so gRPC retries a
+# Generate only until admission (the edge retries it from there until its first token, edge/failover.py).
 RETRIED_METHODS = {
     "ingot.tokenizer.v1.TokenizerService": (),  # every method
     "ingot.registry.v1.RegistryService": ("ListModels", "ResolveModel", "ListDeployments", "ListCatalog",

@@ -150,11 +150,16 @@ async def test_replicas_share_the_calls_lose_no_request_silently_and_new_ones_ge
     front = edge(services, f"ipv4:127.0.0.2:{port},127.0.0.3:{port}").start()
     client = openai.AsyncOpenAI(base_url=f"{front.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
     try:
-        # Calls spread over both replicas; each counts its own.
+        # Calls spread over both replicas; each counts its own. Until the edge has connected to both (and each
+        # has loaded the model), the one it reached first takes everything.
         warm = Outcomes()
-        await asyncio.gather(*(one_stream(client, warm) for _ in range(6)))
-        assert warm.failures == [] and warm.completed == 6
-        spread = (generated(first), generated(second))
+        await load(client, warm, lambda: generated(first) >= 1 and generated(second) >= 1, concurrency=2,
+                   limit_s=60)
+        before = (generated(first), generated(second))
+        batch = Outcomes()
+        await asyncio.gather(*(one_stream(client, batch) for _ in range(8)))
+        assert warm.failures == [] and batch.failures == [] and batch.completed == 8
+        spread = (generated(first) - before[0], generated(second) - before[1])
         assert spread[0] >= 2 and spread[1] >= 2, spread
         ready = httpx.get(f"{front.base_url}/ready", timeout=10)
         assert ready.status_code == 200
@@ -200,7 +205,7 @@ async def test_replicas_share_the_calls_lose_no_request_silently_and_new_ones_ge
         third = inference(services, f"127.0.0.3:{port}", "--reuse-port").start()
         await load(client, after, lambda: generated(third) >= 1, limit_s=40)
         assert after.failures == [], after.failures
-        print(f"spread {spread}; during the kill: {during.completed} completed ({retried:.0f} of them started "
+        print(f"8 concurrent streams spread {spread[0]:.0f}/{spread[1]:.0f}; during the kill: {during.completed} completed ({retried:.0f} of them started "
               f"again on the other replica), {during.interrupted} cut mid-stream with an error event, "
               f"{len(during.failures)} failed; after: {after.completed} "
               f"completed, first {generated(first):.0f}, second {generated(second):.0f}, "
