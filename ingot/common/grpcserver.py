@@ -40,8 +40,10 @@ class ServiceSettings(ServiceTelemetrySettings):
     # without an age a replica added later would get no traffic from clients already connected.
     max_connection_age: float = Field(120.0, ge=0, description="seconds after which the server asks a client to "
                                       "reconnect (it re-resolves the address and reaches new replicas); 0: never")
-    # Streams still running when a connection ages finish on it; a generation longer than this is cut.
-    max_connection_age_grace: float = Field(1800.0, ge=0, description="seconds calls still running on an aged "
+    # Streams still running when a connection ages finish on it; one longer than this is cut. An aged
+    # connection closes as soon as its last stream ends, so a long grace costs nothing but covers long
+    # generations and model downloads.
+    max_connection_age_grace: float = Field(6 * 3600.0, ge=0, description="seconds calls still running on an aged "
                                             "connection may take to finish before it is closed")
 
 
