@@ -31,6 +31,8 @@ from ingot.inference.v1 import inference_service_pb2_grpc as inference_grpc
 CHECK_TIMEOUT = 1.0
 
 T = TypeVar("T")
+# A channel to one replica neither balances nor retries: asking the same replica again would not help.
+_DIRECT_OPTIONS = tuple(option for option in CHANNEL_OPTIONS if option[0] != "grpc.service_config")
 
 
 def _host_port(address: str) -> tuple[str, str]:
@@ -86,7 +88,7 @@ async def replicas(service: Service) -> AsyncIterator[list[Replica]]:
     if len(addresses) < 2:
         yield [Replica(addresses[0] if addresses else service.address, service.channel)]
         return
-    own = [Replica(address, grpc.aio.insecure_channel(_direct(address), options=CHANNEL_OPTIONS,
+    own = [Replica(address, grpc.aio.insecure_channel(_direct(address), options=_DIRECT_OPTIONS,
                                                       interceptors=client_interceptors()))
            for address in addresses]
     try:
