@@ -44,6 +44,9 @@ class Process:
     args: list[str]
     home: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # Where its Prometheus endpoint (a service) or its HTTP API (an edge) is, when the test asked for one.
+    metrics_port: int = 0
+    base_url: str = ""
     process: subprocess.Popen | None = None
     address: str | None = None
     lines: list[str] = field(default_factory=list)

@@ -49,19 +49,15 @@ def services(tmp_path_factory, ingot_home, smollm2_dir):
 
 def inference(services, listen: str, *extra: str) -> Process:
     metrics_port = free_port()
-    replica = Process("inference", ["--listen", listen, "--registry-address", services["registry"],
-                                    "--metrics-port", str(metrics_port), *AGE, *extra])
-    replica.metrics_port = metrics_port
-    return replica
+    return Process("inference", ["--listen", listen, "--registry-address", services["registry"],
+                                 "--metrics-port", str(metrics_port), *AGE, *extra], metrics_port=metrics_port)
 
 
 def edge(services, inference_target: str, *extra: str) -> Process:
     port = free_port()
-    process = Process("edge", ["--port", str(port), "--registry-address", services["registry"],
-                               "--tokenizer-address", services["tokenizer"], "--inference-address",
-                               inference_target, *extra])
-    process.base_url = f"http://127.0.0.1:{port}"
-    return process
+    return Process("edge", ["--port", str(port), "--registry-address", services["registry"],
+                            "--tokenizer-address", services["tokenizer"], "--inference-address", inference_target,
+                            *extra], base_url=f"http://127.0.0.1:{port}")
 
 
 def metric_of_edge(process: Process, name: str) -> float:
