@@ -1,4 +1,5 @@
-"""The edge's aiohttp application: routes, the error middleware, and the gRPC channels' lifetime."""
+"""The edge's aiohttp application: the middleware, the per-process state, the gRPC channels' lifetime, and
+the routes edge/routes.py lists."""
 
 from __future__ import annotations
 
@@ -6,19 +7,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge import (chat, completions, downloads, embeddings, foundry, health, imports, loading, models, observability,
-                  openapi, tokens)
-from edge.auth import AUTHENTICATOR, Authenticator, auth_middleware
-from edge.azure import app as azure
-from edge.azure import openai as azure_openai
-from edge.contentsafety import CONTENT_FILTER, TermListFilter
-from edge.deployments import RATE_LIMITS, RateLimits
-from edge.backends import BACKENDS, Backends
-from edge.drain import DRAIN, Drain
-from edge.errors import error_middleware
-from edge.limits import concurrency_middleware
-from edge.settings import SETTINGS, EdgeSettings
-from edge.sharedlimits import SharedLimits
+from edge import routes
+from edge.shared import observability
+from edge.shared.auth import AUTHENTICATOR, Authenticator, auth_middleware
+from edge.shared.contentsafety import CONTENT_FILTER, TermListFilter
+from edge.shared.deployments import RATE_LIMITS, RateLimits
+from edge.mesh.backends import BACKENDS, Backends
+from edge.shared.drain import DRAIN, Drain
+from edge.shared.errors import error_middleware
+from edge.shared.limits import concurrency_middleware
+from edge.shared.settings import SETTINGS, EdgeSettings
+from edge.shared.sharedlimits import SharedLimits
 
 
 
@@ -64,19 +63,6 @@ def create_app(settings: EdgeSettings) -> web.Application:
     if shared is not None:
         app.cleanup_ctx.append(_shared_limits(shared))
     app.on_response_prepare.append(observability.stamp_request_id)
-    app.add_routes(observability.routes)
-    app.add_routes(openapi.routes)
     app.cleanup_ctx.append(_backends)
-    app.add_routes(chat.routes)
-    app.add_routes(embeddings.routes)
-    app.add_routes(completions.routes)
-    app.add_routes(tokens.routes)
-    app.add_routes(models.routes)
-    app.add_routes(health.routes)
-    app.add_routes(loading.routes)
-    app.add_routes(foundry.routes)
-    app.add_routes(imports.routes)
-    app.add_routes(downloads.routes)
-    app.add_routes(azure_openai.routes)
-    azure.mount(app)
+    routes.add_routes(app)
     return app

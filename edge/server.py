@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from edge.app import create_app
-from edge.drain import DRAIN
-from edge.settings import EdgeSettings
+from edge.shared.drain import DRAIN
+from edge.shared.settings import EdgeSettings
 from ingot.common.telemetry import configure
 from ingot.common.settings import load
 

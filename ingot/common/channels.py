@@ -12,7 +12,7 @@ from ingot.common.telemetry import client_interceptors
 # Calls that a replica may safely be asked again when another one went away: reads, pure functions, and
 # Generate. gRPC commits a call (stops retrying it) once the server's headers arrive, which a unary call's
 # server sends with its answer and the inference service sends when it admits a Generate; so gRPC retries a
-# Generate only until admission (the edge retries it from there until its first token, edge/failover.py).
+# Generate only until admission (the edge retries it from there until its first token, edge/mesh/failover.py).
 RETRIED_METHODS = {
     "ingot.tokenizer.v1.TokenizerService": (),  # every method
     "ingot.registry.v1.RegistryService": ("ListModels", "ResolveModel", "ListDeployments", "ListCatalog",

@@ -16,6 +16,8 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from ingot.common.interceptors import Behavior, BehaviorInterceptor
+
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "ingot"
@@ -180,9 +182,6 @@ def error_from_rpc(err: grpc.RpcError, *, service: str | None = None) -> IngotEr
     return cls(message, param=param, code=reason)
 
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
-
-
 async def _abort(context: grpc.aio.ServicerContext, error: IngotError) -> None:
     await context.abort(error.grpc_code, error.message, trailing_metadata=to_trailing_metadata(error))
 
@@ -221,15 +220,11 @@ def _wrap_stream(behavior: Behavior) -> Callable[..., AsyncIterator[Any]]:
     return stream
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(BehaviorInterceptor):
     """Maps every IngotError a handler raises to its gRPC status; anything else becomes INTERNAL."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream))
-        return handler
+    def wrap_unary(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., Awaitable[Any]]:
+        return _wrap_unary(behavior)
+
+    def wrap_stream(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., AsyncIterator[Any]]:
+        return _wrap_stream(behavior)

@@ -124,11 +124,9 @@ async def run_service(
     config: ServiceSettings,
     service_names: Sequence[str],
     add_servicers: Callable[[grpc.aio.Server], Awaitable[Callable[[], Awaitable[None]] | None]],
-    *,
-    grace: float = 5.0,
 ) -> None:
-    """Serves on `config.listen` until SIGTERM or SIGINT. `add_servicers` registers the servicers and may
-    return a cleanup."""
+    """Serves on `config.listen` until SIGTERM or SIGINT, then lets calls in flight finish for
+    `config.shutdown_grace`. `add_servicers` registers the servicers and may return a cleanup."""
     host = ServiceHost(name, service_names, config)
     cleanup = await add_servicers(host.server)
     try:
@@ -146,6 +144,6 @@ async def run_service(
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("%s stopping", name)
-    await host.stop(grace)
+    await host.stop(config.shutdown_grace)
     if cleanup is not None:
         await cleanup()

@@ -15,6 +15,8 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
+from ingot.common.interceptors import Behavior, BehaviorInterceptor
+
 log = logging.getLogger(__name__)
 
 # Generation times on a CPU run from milliseconds (a cached short prompt) to minutes (a long story).
@@ -57,9 +59,6 @@ def _code(context: grpc.aio.ServicerContext) -> str:
     return "OK" if code in (None, 0) else str(code)
 
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
-
-
 def _record(method: str, code: str, seconds: float) -> None:
     RPC_DURATION.labels(method).observe(seconds)
     RPC_REQUESTS.labels(method, code).inc()
@@ -99,16 +98,11 @@ def _stream(method: str, behavior: Behavior) -> Callable[..., AsyncIterator[Any]
     return stream
 
 
-class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+class RpcMetricsInterceptor(BehaviorInterceptor):
     """Counts every call by method and final status code, and times it."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = _method(handler_call_details)
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_unary(method, handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_stream(method, handler.unary_stream))
-        return handler
+    def wrap_unary(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., Awaitable[Any]]:
+        return _unary(_method(details), behavior)
+
+    def wrap_stream(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., AsyncIterator[Any]]:
+        return _stream(_method(details), behavior)

@@ -17,7 +17,8 @@ from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa
 from services.inference.engine import Engine  # noqa: E402
 from services.inference import placement  # noqa: E402
 from services.inference.models import CpuThreads  # noqa: E402
-from services.inference.servicer import InferenceServicer, ModelDirectory  # noqa: E402
+from ingot.common.resolver import ModelResolver  # noqa: E402
+from services.inference.servicer import InferenceServicer  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -33,7 +34,7 @@ def build(server, config: InferenceSettings):
                     threads=CpuThreads.for_host(config.intra_op_threads, config.spin_wait))
     engine.start()
     registry_channel = insecure_channel(config.registry_address)
-    directory = ModelDirectory(registry_grpc.RegistryServiceStub(registry_channel))
+    directory = ModelResolver(registry_grpc.RegistryServiceStub(registry_channel))
     pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine, directory), server)
 
     async def cleanup() -> None:

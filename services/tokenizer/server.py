@@ -10,7 +10,7 @@ from ingot.common.grpcserver import run_service
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from ingot.tokenizer.v1 import tokenizer_service_pb2 as pb
 from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
-from services.tokenizer.resolver import ModelResolver
+from ingot.common.resolver import ModelResolver
 from services.tokenizer.servicer import TokenizerServicer
 from services.tokenizer.settings import TokenizerSettings
 

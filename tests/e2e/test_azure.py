@@ -237,8 +237,8 @@ def test_each_401_case(setup, http):
         plain = http.post("/v1/chat/completions", headers=headers, json=body)
         assert plain.status_code == 401 and set(plain.json()["error"]) == {"message", "type", "param", "code"}
     assert http.get("/health").status_code == 200
-    assert http.get("/ready").status_code == 401
-    assert http.get("/ready", headers={"api-key": KEY}).status_code in (200, 503)
+    # A readiness probe cannot send a key.
+    assert http.get("/ready").status_code in (200, 503)
     with pytest.raises(ClientAuthenticationError):
         client = chat_client(setup, AzureKeyCredential("wrong"), model="smol-plain")
         client.complete(messages=[UserMessage("Hi")])

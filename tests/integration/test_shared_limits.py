@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from edge.sharedlimits import SharedLimits, StoreDown
+from edge.shared.sharedlimits import SharedLimits, StoreDown
 from tests.redisserver import redis_server
 
 
@@ -55,7 +55,7 @@ async def test_a_stopped_redis_falls_back_at_once_with_one_warning(tmp_path, cap
     with redis_server(tmp_path) as url:
         edge = SharedLimits(url)
         assert await edge.admit_rate("d", 5) is None
-    caplog.set_level(logging.WARNING, logger="edge.sharedlimits")
+    caplog.set_level(logging.WARNING, logger="edge.shared.sharedlimits")
     try:
         for _ in range(5):
             started = time.monotonic()
@@ -71,7 +71,7 @@ async def test_a_stopped_redis_falls_back_at_once_with_one_warning(tmp_path, cap
 
 
 async def test_a_redis_that_comes_back_empty_gets_the_counts_again(tmp_path, monkeypatch):
-    monkeypatch.setattr("edge.sharedlimits.HEARTBEAT_S", 0.1)
+    monkeypatch.setattr("edge.shared.sharedlimits.HEARTBEAT_S", 0.1)
     with redis_server(tmp_path) as url:
         first, second = await _pair(url)
         try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from edge.failover import ATTEMPTS, RetriedBeforeFirstMessage
-from edge.generation import merged
-from edge.replicas import replica_addresses
+from edge.mesh.failover import ATTEMPTS, RetriedBeforeFirstMessage
+from edge.openai.generation import merged
+from edge.mesh.replicas import replica_addresses
 from ingot.common.errors import Unavailable
 from ingot.inference.v1 import inference_service_pb2 as pb
 
