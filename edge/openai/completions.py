@@ -28,6 +28,7 @@ from edge.openai.generation import Choices, ChoiceState, Tagged, chat_model, eve
 from edge.openai.parsing import parse_completion_request
 from edge.openai.schemas import CompletionChoice, CompletionLogprobs, CompletionRequest, TextCompletion
 from edge.shared.sse import EventStream
+from ingot.common import contextlength
 from ingot.common.errors import IngotError, InvalidArgument
 
 routes = web.RouteTableDef()
@@ -107,20 +108,14 @@ def fit(prompt_tokens: int, requested: int | None, context_length: int, *, trunc
     400 here, before any prompt of a batch starts."""
     if not context_length:  # the registry does not know it: the inference service decides
         return requested
-    room = context_length - prompt_tokens
-    if room <= 0:
-        raise InvalidArgument(
-            f"This model's maximum context length is {context_length} tokens, but {where} has {prompt_tokens} "
-            "tokens, so no completion fits. Shorten the prompt.", param="prompt", code="context_length_exceeded")
+    room = contextlength.room(prompt_tokens, context_length, where=where, param="prompt",
+                              advice=", so no completion fits. Shorten the prompt.")
     if requested is None or requested <= room:
         return requested
     if truncate:
         return room
-    raise InvalidArgument(
-        f"This model's maximum context length is {context_length} tokens. However, you requested "
-        f"{prompt_tokens + requested} tokens ({prompt_tokens} in {where}, {requested} in the completion). "
-        "Reduce the prompt or max_tokens, or set error_behavior to 'truncate'.",
-        param="max_tokens", code="context_length_exceeded")
+    raise contextlength.too_long(prompt_tokens, requested, context_length, where=where,
+                                 advice="Reduce the prompt or max_tokens, or set error_behavior to 'truncate'.")
 
 
 @dataclass

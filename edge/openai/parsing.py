@@ -10,8 +10,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from edge.openai.schema_support import check_request_schema
-from edge.openai.schemas import (MAX_BATCH_CHOICES, ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest,
-                          FunctionDefinition, SamplingFields, TokenizeRequest)
+from edge.openai.schemas import (MAX_BATCH_CHOICES, ChatCompletionRequest, ChatMessage, CompletionRequest,
+                                 DetokenizeRequest, FunctionDefinition, SamplingFields, TokenizeRequest)
 from ingot.common.errors import InvalidArgument
 
 M = TypeVar("M", bound=BaseModel)

@@ -53,11 +53,10 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         n = sampling.choices(request.n)
         stops = sampling.stop_strings(params)
         top_logprobs = sampling.top_logprobs(params)
-        sampling.logits_processor(params, model.vocab_size)  # validates before anything is admitted
+        processor = sampling.logits_processor(params, model.vocab_size)  # validates before anything is admitted
         guidance = toolcalls.guidance(request, sampling.guidance(request.constraint))
         room = sampling.fast_forward_length(budget, model.info.context_length)
-        fast_forward = (guidance is not None and room is not None and top_logprobs is None
-                        and not params.logit_bias and not params.presence_penalty and not params.frequency_penalty)
+        fast_forward = guidance is not None and room is not None and top_logprobs is None and processor is None
         if fast_forward:
             options["max_length"] = room
         events: asyncio.Queue = asyncio.Queue()
@@ -69,7 +68,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                 choice_options["random_seed"] = (options["random_seed"] + index) % (2**31)
             sequences.append(Sequence(
                 model_id=model.id, prompt=prompt, search_options=choice_options, budget=budget, emit=emit,
-                index=index, processor=sampling.logits_processor(params, model.vocab_size),
+                index=index, processor=sampling.logits_processor(params, model.vocab_size, prompt),
                 top_logprobs=top_logprobs, score_prompt=request.prompt_logprobs, guidance=guidance,
                 fast_forward=fast_forward))
         try:

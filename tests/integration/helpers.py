@@ -21,11 +21,11 @@ from services.registry.servicer import RegistryServicer
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def serve_registry(models_root: Path, deployments: Path | None = None):
+async def serve_registry(models_root: Path, deployments: Path | None = None, listen: str = "127.0.0.1:0"):
     host = ServiceHost("registry", [SERVICE_NAME])
     pb_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(models_root, deployments=Deployments(deployments)), host.server)
-    address = await host.start("127.0.0.1:0")
+    address = await host.start(listen)
     await host.set_serving(True)
     return host, address
 
