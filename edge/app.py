@@ -17,6 +17,7 @@ from edge.shared.drain import DRAIN, Drain
 from edge.shared.errors import error_middleware
 from edge.shared.limits import concurrency_middleware
 from edge.shared.settings import SETTINGS, EdgeSettings
+from edge.shared.sharedlimits import SharedLimits
 
 
 
@@ -30,22 +31,37 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         await backends.close()
 
 
+def _shared_limits(shared: SharedLimits):
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        shared.start()
+        try:
+            yield
+        finally:
+            await shared.close()
+
+    return lifetime
+
+
 def create_app(settings: EdgeSettings) -> web.Application:
     # Outermost first: the trace span, the request id, the metrics (which see the rendered status), the
     # error rendering, auth (inside it, so a 401 takes the shape of the route asked for), then the limits
     # (whose refusals the error middleware renders).
     drain = Drain()
+    shared = SharedLimits(settings.redis_url) if settings.redis_url else None
     app = web.Application(
         middlewares=[observability.tracing_middleware(), observability.request_id_middleware,
                      observability.metrics_middleware, error_middleware, drain.middleware, auth_middleware,
-                     concurrency_middleware(settings.max_concurrent_requests, settings.max_concurrent_per_key)],
+                     concurrency_middleware(settings.max_concurrent_requests, settings.max_concurrent_per_key,
+                                            shared)],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[DRAIN] = drain
     app[AUTHENTICATOR] = Authenticator.from_settings(settings)
     app[CONTENT_FILTER] = TermListFilter.from_file(settings.content_safety_terms)
-    app[RATE_LIMITS] = RateLimits()
+    app[RATE_LIMITS] = RateLimits(shared)
+    if shared is not None:
+        app.cleanup_ctx.append(_shared_limits(shared))
     app.on_response_prepare.append(observability.stamp_request_id)
     app.cleanup_ctx.append(_backends)
     routes.add_routes(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import ssl
@@ -34,8 +35,18 @@ async def serve(settings: EdgeSettings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, handler_cancellation=True, keepalive_timeout=settings.keepalive_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context(settings))
-    await site.start()
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context(settings),
+                       reuse_port=settings.reuse_port or None)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        where = f"{settings.host}:{settings.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(f"ingot edge: cannot listen on {where}: the address is already in use by another "
+                             "process (another ingot?). Stop it, choose another --port, or start every edge "
+                             "replica that should share it with --reuse-port (INGOT_REUSE_PORT=1).") from None
+        raise SystemExit(f"ingot edge: cannot listen on {where}: {exc.strerror or exc}") from None
     scheme = "https" if settings.tls_cert else "http"
     host, port = runner.addresses[0][:2]
     grpc_api = GrpcApi(settings, port) if settings.grpc_port else None

@@ -66,7 +66,15 @@ async def unload_all(request: web.Request) -> web.Response:
 
 @routes.get("/openai/loadedmodels")
 async def loaded_models(request: web.Request) -> web.Response:
-    return web.json_response([model.id for model in await request.config_dict[BACKENDS].loaded_models()])
+    """Foundry Local's list of names, held by any inference replica; `by_replica=true` says which replica
+    holds what."""
+    check_query(request, {"by_replica"})
+    backends = request.config_dict[BACKENDS]
+    if flag(request, "by_replica"):
+        held = await backends.loaded_models_by_replica()
+        return web.json_response({"replicas": [{"address": address, "models": [model.id for model in models]}
+                                               for address, models in held.items()]})
+    return web.json_response([model.id for model in await backends.loaded_models()])
 
 
 @routes.get("/openai/getgpudevice")

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from edge.mesh import replicas
+from edge.mesh.failover import RetriedBeforeFirstMessage
 from edge.shared.settings import EdgeSettings
 from ingot.common.channels import mesh_channel
 from ingot.common.meshtls import channel_credentials
@@ -131,24 +132,27 @@ class Backends:
         return self.registry.ImportModel(registry_pb2.ImportModelRequest(
             path=path, name=name, alias=alias, accuracy=accuracy, force=force))
 
+    async def loaded_models_by_replica(self, timeout: float | None = None) -> dict[str, list[inference_pb2.LoadedModel]]:
+        """What each inference replica that is up holds, by replica address."""
+        return await replicas.loaded_models(self.services["inference"], timeout or self.call_timeout)
+
     async def loaded_models(self, timeout: float | None = None) -> list[inference_pb2.LoadedModel]:
-        with translated("inference"):
-            reply = await self.inference.ListLoadedModels(inference_pb2.ListLoadedModelsRequest(),
-                                                          timeout=timeout or self.call_timeout)
-        return list(reply.models)
+        """Every model some inference replica holds, once each."""
+        held = await self.loaded_models_by_replica(timeout)
+        return list({model.id: model for models in held.values() for model in models}.values())
 
     async def load_model(self, model: str, *, execution_provider: str, ttl_seconds: int | None,
                          timeout: float) -> None:
+        """Loads on every inference replica that is up."""
         request = inference_pb2.LoadModelRequest(model=model, execution_provider=execution_provider)
         if ttl_seconds is not None:
             request.ttl_seconds = ttl_seconds
-        with translated("inference"):
-            await self.inference.LoadModel(request, timeout=timeout)
+        await replicas.load_model(self.services["inference"], request, timeout)
 
     async def unload_model(self, model: str, *, force: bool) -> None:
-        with translated("inference"):
-            await self.inference.UnloadModel(inference_pb2.UnloadModelRequest(model=model, force=force),
-                                             timeout=self.call_timeout)
+        """Unloads from every inference replica that is up; NotFound when none held it."""
+        await replicas.unload_model(self.services["inference"],
+                                    inference_pb2.UnloadModelRequest(model=model, force=force), self.call_timeout)
 
     async def device(self) -> int:
         with translated("inference"):
@@ -228,17 +232,9 @@ class Backends:
     def generate(self, request: inference_pb2.GenerateRequest) -> grpc.aio.UnaryStreamCall:
         # No overall deadline: a long completion is legitimate, and a client that gives up cancels the call.
         # Only the first message has one, so a hung inference service is a 504 rather than a hang.
-        return FirstMessageDeadline(self.inference.Generate(request), self.first_token_timeout)
-
-
-async def serving_status(service: Service, timeout: float) -> str:
-    """SERVING, NOT_SERVING, SERVICE_UNKNOWN, or the gRPC code of a failed check (UNAVAILABLE, ...)."""
-    try:
-        reply = await health_pb2_grpc.HealthStub(service.channel).Check(health_pb2.HealthCheckRequest(),
-                                                                        timeout=timeout)
-    except grpc.aio.AioRpcError as err:
-        return err.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        # A replica lost before the first message: the request goes to another (edge/mesh/failover.py).
+        return FirstMessageDeadline(RetriedBeforeFirstMessage(lambda: self.inference.Generate(request)),
+                                    self.first_token_timeout)
 
 
 class FirstMessageDeadline:

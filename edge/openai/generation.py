@@ -25,7 +25,7 @@ from edge.mesh.messages import GenerateResponse, ModelInfo, Tagged, TokenLogprob
 from edge.shared.errors import Failure, error_body
 from edge.openai.schemas import Usage
 from edge.shared.sse import EventStream
-from ingot.common.errors import IngotError, Internal, InvalidArgument
+from ingot.common.errors import IngotError, Internal, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,15 @@ async def chat_model(backends: Backends, name: str, route: str) -> ModelInfo:
 _END = object()
 
 
+def interrupted(error: Exception) -> Exception:
+    """A generation cut after it started: before that, it was asked again of another replica
+    (edge/mesh/failover.py); after it, only the client can, and it should know the answer it has is incomplete."""
+    if isinstance(error, Unavailable):
+        return Unavailable("The inference replica generating this answer went away after it had started; the "
+                           "answer is incomplete. Sending the request again is safe.", code="generation_interrupted")
+    return error
+
+
 async def merged(calls: Sequence[grpc.aio.UnaryStreamCall]) -> AsyncIterator[Tagged]:
     """The messages of every call as they arrive, each tagged with its call's position. The first failure
     of any call ends the whole stream with that failure. Closing the stream cancels every call still running,
@@ -51,11 +60,13 @@ async def merged(calls: Sequence[grpc.aio.UnaryStreamCall]) -> AsyncIterator[Tag
     queue: asyncio.Queue = asyncio.Queue(maxsize=_MERGE_BUFFER)
 
     async def pump(position: int, call: grpc.aio.UnaryStreamCall) -> None:
+        started = False
         try:
             async for message in translated_stream(call, "inference"):
+                started = True
                 await queue.put((position, message))
         except Exception as error:  # noqa: BLE001 - handed to the reader, which raises it
-            await queue.put((position, error))
+            await queue.put((position, interrupted(error) if started else error))
         else:
             await queue.put((position, _END))
 

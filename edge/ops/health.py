@@ -1,4 +1,5 @@
-"""GET /health (the edge process answers) and GET /ready (every service it calls answers SERVING)."""
+"""GET /health (the edge process answers) and GET /ready (at least one replica of every service it calls
+answers SERVING; each replica is reported where the address lists or resolves to several)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,23 @@ import asyncio
 
 from aiohttp import web
 
-from edge.mesh.backends import BACKENDS, serving_status
+from edge.mesh.backends import BACKENDS, Service
+from edge.mesh.replicas import service_health
 
 routes = web.RouteTableDef()
 
-# A readiness probe must answer quickly even when a service hangs; a second is ample on a healthy mesh.
-CHECK_TIMEOUT = 1.0
 RETRY_AFTER = "1"
+
+
+async def check(service: Service) -> dict[str, object]:
+    replicas = await service_health(service)
+    serving = any(status == "SERVING" for status in replicas.values())
+    # One replica's own status stands for the service; with several, serving means at least one serves.
+    status = "SERVING" if serving else next(iter(replicas.values()))
+    report: dict[str, object] = {"address": service.address, "status": status}
+    if len(replicas) > 1:
+        report["replicas"] = replicas
+    return report
 
 
 @routes.get("/health")
@@ -23,10 +34,9 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
     services = list(request.config_dict[BACKENDS].services.values())
-    statuses = await asyncio.gather(*(serving_status(service, CHECK_TIMEOUT) for service in services))
-    report = {service.name: {"address": service.address, "status": status}
-              for service, status in zip(services, statuses, strict=True)}
-    if all(status == "SERVING" for status in statuses):
+    reports = await asyncio.gather(*(check(service) for service in services))
+    report = {service.name: found for service, found in zip(services, reports, strict=True)}
+    if all(found["status"] == "SERVING" for found in reports):
         return web.json_response({"status": "ready", "services": report})
     return web.json_response({"status": "not_ready", "services": report}, status=503,
                              headers={"Retry-After": RETRY_AFTER})

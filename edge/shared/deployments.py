@@ -16,29 +16,57 @@ from edge.mesh.backends import BACKENDS
 from edge.mesh.messages import Deployment, deployment_defaults
 from edge.shared.contentsafety import CONTENT_FILTER, ContentFilter, Tagged, check_prompt, watch_output
 from edge.openai.parsing import validate
+from edge.shared.sharedlimits import SharedLimits, StoreDown
 from ingot.common.errors import ResourceExhausted
 
 WINDOW_S = 60.0
 
 
 class RateLimits:
-    """Requests per minute per deployment, over a sliding window, in this edge process."""
+    """Requests per minute per deployment over a sliding window: across every edge sharing `shared`'s Redis,
+    or in this edge process without one (and while it is unreachable)."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedLimits | None = None) -> None:
         self._seen: dict[str, deque[float]] = {}
+        self._shared = shared
 
-    def admit(self, name: str, per_minute: int, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+    async def check(self, name: str, per_minute: int) -> None:
+        if self._shared is not None:
+            try:
+                retry_after = await self._shared.admit_rate(name, per_minute)
+            except StoreDown:
+                pass
+            else:
+                if retry_after is not None:
+                    raise _exceeded(name, per_minute, retry_after)
+                # Kept here too, so that were Redis to go away this edge still knows what it admitted.
+                self._record(name, time.monotonic())
+                return
+        self.admit(name, per_minute)
+
+    def _window(self, name: str, now: float) -> deque[float]:
         seen = self._seen.setdefault(name.casefold(), deque())
         while seen and seen[0] <= now - WINDOW_S:
             seen.popleft()
+        return seen
+
+    def _record(self, name: str, now: float) -> None:
+        self._window(name, now).append(now)
+
+    def admit(self, name: str, per_minute: int, now: float | None = None) -> None:
+        """This process's own count."""
+        now = time.monotonic() if now is None else now
+        seen = self._window(name, now)
         if len(seen) >= per_minute:
-            retry_after = max(1, math.ceil(seen[0] + WINDOW_S - now))
-            error = ResourceExhausted(f"Requests to the deployment '{name}' have exceeded its rate limit of "
-                                      f"{per_minute} per minute. Retry after {retry_after} seconds.")
-            error.retry_after = retry_after
-            raise error
+            raise _exceeded(name, per_minute, max(1, math.ceil(seen[0] + WINDOW_S - now)))
         seen.append(now)
+
+
+def _exceeded(name: str, per_minute: int, retry_after: int) -> ResourceExhausted:
+    error = ResourceExhausted(f"Requests to the deployment '{name}' have exceeded its rate limit of "
+                              f"{per_minute} per minute. Retry after {retry_after} seconds.")
+    error.retry_after = retry_after
+    return error
 
 
 RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
@@ -80,6 +108,6 @@ async def policy(request: web.Request, name: str) -> Policy:
         return Policy(None, None)
     deployment = resolved.deployment
     if deployment.requests_per_minute:
-        request.config_dict[RATE_LIMITS].admit(deployment.name, deployment.requests_per_minute)
+        await request.config_dict[RATE_LIMITS].check(deployment.name, deployment.requests_per_minute)
     content_filter = request.config_dict[CONTENT_FILTER] if deployment.content_safety else None
     return Policy(deployment, content_filter)

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from edge.shared.sharedlimits import SharedLimits, StoreDown
 from ingot.common import metrics
 from ingot.common.errors import InvalidArgument, ResourceExhausted
 
@@ -23,9 +24,22 @@ def _key(request: web.Request) -> str:
     return request.headers.get("Authorization") or request.headers.get("api-key") or ANONYMOUS
 
 
-def concurrency_middleware(total: int, per_key: int) -> Callable[..., Any]:
+def concurrency_middleware(total: int, per_key: int, shared: SharedLimits | None = None) -> Callable[..., Any]:
+    """`total` holds per edge process (it protects the process); `per_key` across every edge sharing
+    `shared`'s Redis, or per process without one (or while it is unreachable)."""
     in_flight: Counter[str] = Counter()
     count = 0
+    if shared is not None:
+        shared.local_counts = in_flight.copy
+
+    async def take_in_shared(key: str) -> bool | None:
+        """Whether the key has room across edges (its slot then taken); None when there is no shared count."""
+        if shared is None:
+            return None
+        try:
+            return await shared.acquire(key, per_key)
+        except StoreDown:
+            return None
 
     @web.middleware
     async def limit(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
@@ -37,19 +51,26 @@ def concurrency_middleware(total: int, per_key: int) -> Callable[..., Any]:
             metrics.LIMITED.labels("concurrent_requests").inc()
             raise ResourceExhausted(f"The server is answering its limit of {total} concurrent requests; "
                                     "retry after a moment.", code="too_many_concurrent_requests")
-        if in_flight[key] >= per_key:
-            metrics.LIMITED.labels("concurrent_requests_per_key").inc()
-            raise ResourceExhausted(f"This API key has its limit of {per_key} concurrent requests in flight; "
-                                    "retry after one finishes.", code="too_many_concurrent_requests")
+        # Counted before the shared check, which waits on Redis: requests arriving meanwhile see this one.
         count += 1
-        in_flight[key] += 1
         try:
-            return await handler(request)
+            taken = await take_in_shared(key)
+            admitted = taken if taken is not None else in_flight[key] < per_key
+            if not admitted:
+                metrics.LIMITED.labels("concurrent_requests_per_key").inc()
+                raise ResourceExhausted(f"This API key has its limit of {per_key} concurrent requests in flight; "
+                                        "retry after one finishes.", code="too_many_concurrent_requests")
+            in_flight[key] += 1
+            try:
+                return await handler(request)
+            finally:
+                in_flight[key] -= 1
+                if not in_flight[key]:
+                    del in_flight[key]
+                if taken:
+                    shared.release_soon(key)
         finally:
             count -= 1
-            in_flight[key] -= 1
-            if not in_flight[key]:
-                del in_flight[key]
 
     return limit
 

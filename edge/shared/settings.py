@@ -46,14 +46,18 @@ class EdgeSettings(TelemetrySettings, MeshTlsSettings):
                                 "(0: the model's own limit)")
     max_body_bytes: int = Field(1024**2, gt=0, description="largest request body accepted; larger is a 413")
     max_concurrent_requests: int = Field(256, gt=0, description="POST requests in flight in total; more get 429")
-    max_concurrent_per_key: int = Field(64, gt=0, description="POST requests in flight per API key; more get 429")
+    max_concurrent_per_key: int = Field(64, gt=0, description="POST requests in flight per API key, across "
+                                        "the edges sharing --redis-url; more get 429")
     shutdown_grace: float = Field(30.0, ge=0, description="seconds requests in flight may take to finish after "
                                   "SIGTERM, while new ones get 503")
     keepalive_timeout: float = Field(75.0, gt=0, description="seconds an idle keep-alive connection stays open")
+    reuse_port: bool = Field(False, description="let several edge processes listen on this port (replicas on one "
+                             "host); otherwise a taken port is an error")
     home: Path = settings.home_field()
-    # Stored responses (POST /v1/responses with store): SQLite under the home unless a Redis is named.
-    redis_url: str = Field("", description="Redis shared by edge replicas (redis://host:port/db), holding stored "
-                           "responses; empty: no Redis")
+    # Without Redis, requests_per_minute and max_concurrent_per_key hold per edge process (N edges allow N times)
+    # and stored responses live in SQLite under the home.
+    redis_url: str = Field("", description="Redis shared by edge replicas (redis://host:port/db): their rate "
+                           "limits, per-key concurrency and stored responses; empty: no Redis, limits per process")
     responses_db: Path | None = Field(None, description="SQLite file of stored responses when there is no Redis; "
                                       "default HOME/responses.sqlite3")
     responses_ttl: float = Field(30 * 24 * 3600.0, gt=0, description="seconds a stored response is kept (OpenAI "

@@ -43,6 +43,8 @@ LOADED_MODELS = Gauge("ingot_loaded_models", "models the inference service has l
 ACTIVE_SEQUENCES = Gauge("ingot_inference_active_sequences", "sequences being generated now (the inference "
                          "queue's depth), by model", ["model"])
 DOWNLOAD_BYTES = Counter("ingot_download_bytes_total", "model bytes fetched from a catalog host (resumed bytes are not fetched again)", ["model"])
+GENERATE_RETRIES = Counter("ingot_generate_retries_total", "generations started again on another replica after "
+                           "theirs went away before the first token")
 LIMITED = Counter("ingot_http_requests_limited_total", "requests refused by a limit", ["limit"])
 
 

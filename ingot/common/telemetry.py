@@ -53,10 +53,6 @@ class ServiceTelemetrySettings(TelemetrySettings, MeshTlsSettings):
     # Kubernetes waits terminationGracePeriodSeconds after SIGTERM; streams in flight may use all of it.
     shutdown_grace: float = Field(5.0, ge=0, description="seconds calls in flight may take to finish after SIGTERM "
                                   "before they are cut")
-    # Behind a Kubernetes Service, replicas added later get calls only from connections opened after them.
-    max_connection_age: float = Field(0.0, ge=0, description="seconds after which a client connection is closed "
-                                      "once its calls end, so clients resolve the service's name again and reach "
-                                      "replicas added since (0: never)")
 
 
 def new_request_id() -> str:

@@ -42,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     async def add_servicers(server):
         return build(server, config)[1]
 
-    asyncio.run(run_service("embeddings", config.listen, [SERVICE_NAME], add_servicers,
-                            grace=config.shutdown_grace,
-                            max_connection_age=config.max_connection_age,
+    asyncio.run(run_service("embeddings", config, [SERVICE_NAME], add_servicers,
                             credentials=server_credentials(config)))
     return 0

@@ -16,6 +16,7 @@ from ingot.inference.v1 import inference_service_pb2 as pb  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E402
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
 from services.inference.engine import Engine  # noqa: E402
+from services.inference import placement  # noqa: E402
 from services.inference.models import CpuThreads  # noqa: E402
 from ingot.common.resolver import ModelResolver  # noqa: E402
 from services.inference.servicer import InferenceServicer  # noqa: E402
@@ -57,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     telemetry.configure("inference", config)
 
     async def add_servicers(server):
-        return build(server, config)[1]
+        engine, cleanup = build(server, config)
+        placement.register(engine.loaded)
+        return cleanup
 
-    asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers,
-                            grace=config.shutdown_grace,
-                            max_connection_age=config.max_connection_age,
+    asyncio.run(run_service("inference", config, [SERVICE_NAME], add_servicers,
                             credentials=server_credentials(config)))
     return 0

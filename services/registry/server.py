@@ -39,8 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         pb_grpc.add_RegistryServiceServicer_to_server(create_servicer(config), server)
         return None
 
-    asyncio.run(run_service("registry", config.listen, [SERVICE_NAME], add_servicers,
-                            grace=config.shutdown_grace,
-                            max_connection_age=config.max_connection_age,
+    asyncio.run(run_service("registry", config, [SERVICE_NAME], add_servicers,
                             credentials=server_credentials(config)))
     return 0

@@ -5,11 +5,12 @@ from pathlib import Path
 from pydantic import Field
 
 from ingot.common.settings import home_field
-from ingot.common.telemetry import ServiceTelemetrySettings
+from ingot.common.grpcserver import ServiceSettings
 
 
-# Logging, tracing and the metrics port come from the telemetry settings every service shares.
-class RegistrySettings(ServiceTelemetrySettings):
+# Logging, tracing, the metrics port, and how the server holds its port and ages connections come from
+# the settings every service shares.
+class RegistrySettings(ServiceSettings):
     listen: str = Field("127.0.0.1:50052", description="address to serve gRPC on (port 0 picks a free one)")
     home: Path = home_field()
     catalog_url: str = Field("", description="URL of the remote model catalog (a JSON array); empty: none")

@@ -30,8 +30,6 @@ def main(argv: list[str] | None = None) -> int:
         pb_grpc.add_TokenizerServiceServicer_to_server(TokenizerServicer(resolver), server)
         return registry_channel.close
 
-    asyncio.run(run_service("tokenizer", config.listen, [SERVICE_NAME], add_servicers,
-                            grace=config.shutdown_grace,
-                            max_connection_age=config.max_connection_age,
+    asyncio.run(run_service("tokenizer", config, [SERVICE_NAME], add_servicers,
                             credentials=server_credentials(config)))
     return 0

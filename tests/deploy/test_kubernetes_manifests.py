@@ -19,7 +19,7 @@ from tests.deploy.manifests import (NEWEST_KUBERNETES, OLDEST_KUBERNETES, OVERLA
 
 # The settings model of each command the image runs: a variable a manifest sets must be one of its fields.
 SETTINGS = {
-    "edge": "edge.settings:EdgeSettings",
+    "edge": "edge.shared.settings:EdgeSettings",
     "tokenizer": "services.tokenizer.settings:TokenizerSettings",
     "registry": "services.registry.settings:RegistrySettings",
     "inference": "services.inference.settings:InferenceSettings",
