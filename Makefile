@@ -21,9 +21,9 @@ CUDA_PACKAGES := onnxruntime-genai-cuda==0.18.0 'onnxruntime-gpu[cuda,cudnn]>=1.
 # Reinstall when the dependency list, the weight packages or the CUDA choice change.
 INSTALLED := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(WEIGHT_PACKAGES) $(CUDA)') | sha256sum | cut -c1-16)
 
-.PHONY: setup serve test bench protos clean system-packages node-packages deploy-tools image deploy-test
+.PHONY: setup serve test bench protos clean system-packages node-packages deploy-tools test-tools image deploy-test
 
-setup: $(INSTALLED) protos system-packages node-packages
+setup: $(INSTALLED) protos
 	$(BIN)/python -m ingot.modelbuild --home "$(INGOT_HOME)"
 
 $(BIN)/python:
@@ -72,12 +72,12 @@ $(CHECKOV_STAMP): deploy/checkov-requirements.txt
 VARIANT ?= cpu
 DEPLOY_CACHE ?= $(INGOT_HOME)/deploy
 export DEPLOY_CACHE
-image: setup
+image: setup system-packages
 	VARIANT=$(VARIANT) PYTHON=$(abspath $(BIN)/python) deploy/image/build.sh
 
 # The real image build and compose run, always (`make test` runs it only when what goes into the image changed
 # since its last green run: see tests/e2e/test_compose_mesh.py).
-deploy-test: setup deploy-tools
+deploy-test: setup test-tools
 	INGOT_DEPLOY_TEST=always $(BIN)/pytest tests/deploy tests/e2e/test_compose_mesh.py $(PYTEST_ARGS)
 
 protos: $(INSTALLED)
@@ -86,7 +86,10 @@ protos: $(INSTALLED)
 serve: setup
 	$(BIN)/ingot serve
 
-test: setup deploy-tools
+# What only the tests need (real Redis, Docker, Node.js, the deploy linters), so `make serve` installs none of it.
+test-tools: system-packages node-packages deploy-tools
+
+test: setup test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # `make bench PEERS=1` also measures llama.cpp's llama-server on the same GGUF (chat and gguf benchmarks):
