@@ -21,9 +21,9 @@ CUDA_PACKAGES := onnxruntime-genai-cuda==0.18.0 'onnxruntime-gpu[cuda,cudnn]>=1.
 # Reinstall when the dependency list, the weight packages or the CUDA choice change.
 INSTALLED := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(WEIGHT_PACKAGES) $(CUDA)') | sha256sum | cut -c1-16)
 
-.PHONY: setup serve test bench protos clean system-packages
+.PHONY: setup serve test bench protos clean system-packages node-packages deploy-tools test-tools image deploy-test
 
-setup: $(INSTALLED) protos system-packages
+setup: $(INSTALLED) protos
 	$(BIN)/python -m ingot.modelbuild --home "$(INGOT_HOME)"
 
 $(BIN)/python:
@@ -40,11 +40,45 @@ endif
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Debian packages the tests start as real servers (redis-server for state shared across edge replicas).
-SYSTEM_PACKAGES := redis-server
+# Debian packages the tests use, as package:binary (a package is installed when its binary is missing):
+# redis-server for state shared across edge replicas; docker.io, docker-compose and mmdebstrap build the
+# container image and run the compose mesh (deploy/); nodejs and npm run the public gRPC API's Node.js test.
+SYSTEM_PACKAGES := redis-server:redis-server docker.io:dockerd docker-compose:docker-compose mmdebstrap:mmdebstrap \
+                   nodejs:node npm:npm
 system-packages:
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	@missing=$$(for entry in $(SYSTEM_PACKAGES); do command -v $${entry#*:} >/dev/null || echo $${entry%%:*}; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+# The Node.js client of the public gRPC API's end-to-end test: @grpc/grpc-js and @grpc/proto-loader from npm,
+# at the versions package-lock.json pins, into tests/e2e/node/node_modules (git-ignored).
+NODE_DIR := tests/e2e/node
+node-packages: $(NODE_DIR)/node_modules/.package-lock.json
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json | system-packages
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+# checkov (tests/deploy) in a venv of its own under INGOT_HOME, reinstalled when its pin changes.
+CHECKOV_VENV := $(INGOT_HOME)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha256sum deploy/checkov-requirements.txt | cut -c1-16)
+deploy-tools: $(CHECKOV_STAMP)
+$(CHECKOV_STAMP): deploy/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r deploy/checkov-requirements.txt
+	rm -f $(CHECKOV_VENV)/.installed-*
+	touch $@
+
+# The container image (deploy/image/build.sh): VARIANT=cuda for the CUDA one; cached under DEPLOY_CACHE.
+VARIANT ?= cpu
+DEPLOY_CACHE ?= $(INGOT_HOME)/deploy
+export DEPLOY_CACHE
+image: setup system-packages
+	VARIANT=$(VARIANT) PYTHON=$(abspath $(BIN)/python) deploy/image/build.sh
+
+# The real image build and compose run, always (`make test` runs it only when what goes into the image changed
+# since its last green run: see tests/e2e/test_compose_mesh.py).
+deploy-test: setup test-tools
+	INGOT_DEPLOY_TEST=always $(BIN)/pytest tests/deploy tests/e2e/test_compose_mesh.py $(PYTEST_ARGS)
 
 protos: $(INSTALLED)
 	$(BIN)/python -m ingot.protogen > /dev/null
@@ -52,7 +86,10 @@ protos: $(INSTALLED)
 serve: setup
 	$(BIN)/ingot serve
 
-test: setup
+# What only the tests need (real Redis, Docker, Node.js, the deploy linters), so `make serve` installs none of it.
+test-tools: system-packages node-packages deploy-tools
+
+test: setup test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # `make bench PEERS=1` also measures llama.cpp's llama-server on the same GGUF (chat and gguf benchmarks):
@@ -62,4 +99,4 @@ bench: setup
 	PEERS=$(PEERS) $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings
+	rm -rf $(VENV) build $(NODE_DIR)/node_modules *.egg-info ingot/*/v1 ingot/tokenizer ingot/registry ingot/inference ingot/embeddings ingot/api

@@ -17,6 +17,8 @@ COMMANDS = {
     "chat": ("ingot.chatcli", "chat with a model of a running ingot, once or turn by turn"),
     "model": ("ingot.modelcli", "list, download, load, unload or remove models of a running ingot"),
     "build-models": ("ingot.modelbuild.__main__", "build the default models into the cache"),
+    "seed-models": ("ingot.seedmodels", "copy the models baked into a container image into the cache"),
+    "probe": ("ingot.probe", "check one service's health (grpc://HOST:PORT or an http URL), for container health checks"),
     "protos": ("ingot.protogen", "generate the Python code for protos/"),
 }
 

@@ -22,16 +22,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 
 from ingot.common import logs, settings
-from ingot.common.settings import SettingsBase
+from ingot.common.meshtls import MeshTlsSettings, channel_credentials
 
 log = logging.getLogger("ingot.launcher")
 
 LISTENING = re.compile(r"^ingot (\S+) listening on (\S+)")
 
 
-class LauncherSettings(SettingsBase):
+class LauncherSettings(MeshTlsSettings):
     host: str = Field("127.0.0.1", description="address the HTTP edge listens on")
     port: int = Field(5272, ge=0, le=65535, description="port the HTTP edge listens on")
+    grpc_port: int = Field(0, ge=0, le=65535, description="port of the edge's public gRPC API (ingot.api.v1), "
+                           "beside HTTP; 0: off")
     home: Path = settings.home_field()
     catalog_url: str = Field("", description="URL of the remote model catalog, handed to the registry; empty: none")
     registry_listen: str = Field("127.0.0.1:50052", description="gRPC address of the registry service")
@@ -44,6 +46,8 @@ class LauncherSettings(SettingsBase):
                                   "SIGTERM, while the edge answers new ones with 503")
     log_level: str = Field("info", description="logging level, passed to every service")
     deployments: Path | None = Field(None, description="deployments file (YAML or JSON), handed to the registry")
+    import_dirs: str = Field("", description="folders GGUF imports may read, separated by ':', handed to the "
+                             "registry; empty: HOME/imports only")
     # The public side's auth and TLS, handed to the edge (see `ingot edge --help`).
     api_keys: str = Field("", description="API keys the edge accepts, comma-separated (passed in its environment)")
     api_key_file: Path | None = Field(None, description="file of API keys, one a line, re-read when it changes")
@@ -65,6 +69,7 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
     # Where it listens once it said so; restarts reuse it.
     address: str | None = None
+    grpc_address: str | None = None
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -80,6 +85,9 @@ class Child:
 async def _relay(child: Child, stream: asyncio.StreamReader) -> None:
     while line := await stream.readline():
         text = line.decode(errors="replace").rstrip()
+        if (match := LISTENING.match(text)) and match.group(1) == f"{child.name}-grpc":
+            # The edge prints its gRPC API's address before its HTTP one.
+            child.grpc_address = match.group(2)
         if (match := LISTENING.match(text)) and match.group(1) == child.name:
             child.address = match.group(2)
             child.listening.set()
@@ -95,8 +103,10 @@ async def _spawn(child: Child) -> None:
     asyncio.create_task(_relay(child, child.process.stdout))
 
 
-async def _serving(address: str) -> bool:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _serving(address: str, credentials: grpc.ChannelCredentials | None) -> bool:
+    channel = (grpc.aio.secure_channel(address, credentials) if credentials is not None
+               else grpc.aio.insecure_channel(address))
+    async with channel:
         try:
             response = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=1.0)
@@ -105,7 +115,7 @@ async def _serving(address: str) -> bool:
     return response.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def _wait_ready(child: Child, timeout: float) -> None:
+async def _wait_ready(child: Child, timeout: float, credentials: grpc.ChannelCredentials | None) -> None:
     deadline = time.monotonic() + timeout
     assert child.process is not None
     waiter = asyncio.create_task(child.process.wait())
@@ -119,7 +129,7 @@ async def _wait_ready(child: Child, timeout: float) -> None:
             raise RuntimeError(f"{child.name} did not listen within {timeout:.0f} s")
         if child.name == "edge":
             return
-        while not await _serving(child.address or ""):
+        while not await _serving(child.address or "", credentials):
             if waiter.done():
                 raise RuntimeError(f"{child.name} exited with code {child.process.returncode} while starting")
             if time.monotonic() > deadline:
@@ -155,19 +165,26 @@ class Launcher:
         common = ["--log-level", config.log_level]
         self.registry = Child("registry", ["--listen", config.registry_listen, "--home", str(config.home),
                                            "--catalog-url", config.catalog_url, *common,
-                                           *_optional(deployments=config.deployments)])
+                                           *_optional(deployments=config.deployments, import_dirs=config.import_dirs)])
         self.tokenizer = Child("tokenizer", ["--listen", config.tokenizer_listen, *common])
         self.inference = Child("inference", ["--listen", config.inference_listen, *common])
         self.embeddings = Child("embeddings", ["--listen", config.embeddings_listen, *common])
         self.edge = Child("edge", [])
         self.services = [self.registry, self.tokenizer, self.inference, self.embeddings]
+        self.credentials = channel_credentials(config)
+        if config.mesh_tls:
+            # Every process, the edge included, serves and calls the mesh over mutual TLS.
+            mesh = {"INGOT_MESH_CA": config.mesh_ca, "INGOT_MESH_CERT": config.mesh_cert,
+                    "INGOT_MESH_KEY": config.mesh_key}
+            for child in (*self.services, self.edge):
+                child.env.update({name: str(path.expanduser().absolute()) for name, path in mesh.items()})
         if config.metrics_port:
             for offset, service in enumerate(self.services):
                 service.argv += ["--metrics-port", str(config.metrics_port + offset)]
 
     async def _start(self, child: Child) -> None:
         await _spawn(child)
-        await _wait_ready(child, self.config.startup_timeout)
+        await _wait_ready(child, self.config.startup_timeout, self.credentials)
         # Operators and the end-to-end tests read these lines: where each child is and which pid it has.
         print(f"ingot serve: {child.name} ready on {child.address} (pid {child.process.pid})", flush=True)
 
@@ -179,7 +196,8 @@ class Launcher:
         await asyncio.gather(*(self._start(dependant) for dependant in dependants))
         c = self.config
         self.edge.argv = [
-            "--host", c.host, "--port", str(c.port), "--log-level", c.log_level,
+            "--host", c.host, "--port", str(c.port), "--grpc-port", str(c.grpc_port), "--log-level", c.log_level,
+            "--home", str(c.home),
             "--shutdown-grace", str(c.shutdown_grace),
             "--registry-address", self.registry.address, "--tokenizer-address", self.tokenizer.address,
             "--inference-address", self.inference.address, "--embeddings-address", self.embeddings.address,
@@ -190,6 +208,8 @@ class Launcher:
         if c.api_keys:
             self.edge.env["INGOT_API_KEYS"] = c.api_keys
         await self._start(self.edge)
+        if self.edge.grpc_address:
+            print(f"ingot serve: gRPC API ready on {self.edge.grpc_address}", flush=True)
         print(f"ingot ready on {self.edge.address}", flush=True)
 
     async def watch(self, child: Child) -> None:

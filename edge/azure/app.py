@@ -1,7 +1,7 @@
 """The Azure sub-application: its routes, served bare and under `/models`, and the `api-version` they need.
 
 One aiohttp sub-application owns every Azure route, so the error middleware renders Azure's error shapes
-for exactly these paths (edge/errors.py picks the shape by the owning application's ERROR_BODY).
+for exactly these paths (edge/shared/errors.py picks the shape by the owning application's ERROR_BODY).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResourc
 
 from edge.azure import chat, embeddings, info
 from edge.azure.errors import azure_body
-from edge.errors import ERROR_BODY
+from edge.shared.errors import ERROR_BODY
 from ingot.common.errors import InvalidArgument
 
 # Each Azure API area's routes, written without the /models prefix; chat and completions go here too.

@@ -1,6 +1,6 @@
 """Azure's POST /chat/completions and POST /completions: the `extra-parameters` header and the model's
-capabilities have their say, then the request runs through the same code as OpenAI's routes (edge/chat.py,
-edge/completions.py); this sub-application renders errors in Azure's shapes, and streams are `data:` lines
+capabilities have their say, then the request runs through the same code as OpenAI's routes (edge/openai/chat.py,
+edge/openai/completions.py); this sub-application renders errors in Azure's shapes, and streams are `data:` lines
 only, as the azure-ai-inference SDK's parser requires.
 """
 
@@ -13,12 +13,12 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from edge.azure.params import deployment, extra_parameters
-from edge.backends import BACKENDS
-from edge.capabilities import refuse_unsupported
-from edge.chat import run_chat
-from edge.completions import run_completions
-from edge.parsing import parse_chat_request, parse_completion_request, parse_json_object
-from edge.schemas import ChatCompletionRequest, CompletionRequest
+from edge.mesh.backends import BACKENDS
+from edge.azure.capabilities import refuse_unsupported
+from edge.openai.chat import run_chat
+from edge.openai.completions import run_completions
+from edge.openai.parsing import parse_chat_request, parse_completion_request, parse_json_object
+from edge.openai.schemas import ChatCompletionRequest, CompletionRequest
 
 routes = web.RouteTableDef()
 

@@ -18,13 +18,13 @@ from aiohttp import web
 
 from edge.azure.errors import Unprocessable, unsupported
 from edge.azure.params import DEPLOYMENT_HEADER, deployment, extra_parameters
-from edge.backends import BACKENDS
-from edge.embeddings import response_body
-from edge.embeddings_schemas import (AZURE_IMAGE_SPEC_FIELDS, AZURE_SPEC_FIELDS, INPUT_TYPES, MODEL_EXTRAS,
-                                     AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, embed_request)
-from edge.parsing import parse_json_object, validate
+from edge.mesh.backends import BACKENDS
+from edge.mesh.embeddings import embed_images_request, embed_request
+from edge.openai.embeddings import response_body
+from edge.openai.embeddings_schemas import (AZURE_IMAGE_SPEC_FIELDS, AZURE_SPEC_FIELDS, MODEL_EXTRAS,
+                                            AzureEmbeddingsRequest, AzureImageEmbeddingsRequest)
+from edge.openai.parsing import parse_json_object, validate
 from ingot.common.errors import FailedPrecondition, IngotError, InvalidArgument
-from ingot.embeddings.v1 import embeddings_service_pb2 as pb
 
 routes = web.RouteTableDef()
 
@@ -49,7 +49,7 @@ async def embeddings(request: web.Request) -> web.Response:
     return web.json_response(text=json.dumps(_azure_body(reply, options.encoding_format or "float")))
 
 
-def _image(index: int, data_url: str) -> pb.ImageInput:
+def _image(index: int, data_url: str) -> tuple[bytes, str]:
     param = f"input[{index}].image"
     match = DATA_URL.fullmatch(data_url)
     if match is None:
@@ -60,7 +60,7 @@ def _image(index: int, data_url: str) -> pb.ImageInput:
     except (binascii.Error, ValueError):
         raise InvalidArgument(f"Invalid value for '{param}': the data URL's base64 does not decode.",
                               param=param) from None
-    return pb.ImageInput(image=image, media_type=match.group(1))
+    return image, match.group(1)
 
 
 @routes.post("/images/embeddings")
@@ -69,16 +69,9 @@ async def image_embeddings(request: web.Request) -> web.Response:
                             model_extras=())
     options = validate(AzureImageEmbeddingsRequest, body)
     # Unlike text, no deployment named is no error: the service may pick any image embedding model.
-    proto = pb.EmbedImagesRequest(model=options.model or request.headers.get(DEPLOYMENT_HEADER, "").strip())
-    for index, item in enumerate(options.input):
-        image = _image(index, item.image)
-        if item.text is not None:
-            image.text = item.text
-        proto.inputs.append(image)
-    if options.dimensions is not None:
-        proto.dimensions = options.dimensions
-    if options.input_type is not None:
-        proto.input_type = INPUT_TYPES[options.input_type]
+    model = options.model or request.headers.get(DEPLOYMENT_HEADER, "").strip()
+    images = [(*_image(index, item.image), item.text) for index, item in enumerate(options.input)]
+    proto = embed_images_request(model, images, dimensions=options.dimensions, input_type=options.input_type)
     try:
         reply = await request.config_dict[BACKENDS].embed_images(proto)
     except FailedPrecondition as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.errors import Failure
+from edge.shared.errors import Failure
 from ingot.common.errors import IngotError, InvalidArgument
 
 # Azure's fixed message for a 422 (API.md §3); the reason itself goes in detail.msg.

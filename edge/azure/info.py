@@ -5,18 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge.azure.params import deployment
-from edge.backends import BACKENDS
+from edge.mesh.backends import BACKENDS
+from edge.mesh.messages import azure_model_type
 from ingot.common.errors import FailedPrecondition
-from ingot.common.v1 import common_pb2
 
 routes = web.RouteTableDef()
-
-# Azure's ModelType values.
-MODEL_TYPES = {
-    common_pb2.MODEL_TASK_CHAT_COMPLETION: "chat_completion",
-    common_pb2.MODEL_TASK_EMBEDDINGS: "embeddings",
-}
-
 
 @routes.get("/info")
 async def model_info(request: web.Request) -> web.Response:
@@ -24,7 +17,7 @@ async def model_info(request: web.Request) -> web.Response:
     # azureml-model-deployment header (azure-core sends it with `headers=`) or ?model=.
     name = deployment(request, request.query.get("model"))
     info = await request.config_dict[BACKENDS].resolve_model(name)
-    model_type = MODEL_TYPES.get(info.task)
+    model_type = azure_model_type(info)
     if model_type is None:
         raise FailedPrecondition(f"The model '{info.id}' declares no task, so its type is unknown.", param="model")
     return web.json_response({"model_name": info.id, "model_type": model_type,

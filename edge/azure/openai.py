@@ -1,7 +1,6 @@
 """Azure OpenAI's routes, so that `openai.AzureOpenAI` and `openai.OpenAI(base_url=.../openai/v1)` work
 unchanged: the deployment routes (`/openai/deployments/{deployment}/...?api-version=`) and the v1 routes
-(no api-version). They speak OpenAI's API, errors included, so they belong to the root application; the
-embeddings ones live in edge/embeddings.py.
+(no api-version). They speak OpenAI's API, errors included, so they belong to the root application.
 """
 
 from __future__ import annotations
@@ -10,10 +9,11 @@ import json
 
 from aiohttp import web
 
-from edge import models
-from edge.chat import run_chat
-from edge.completions import run_completions
-from edge.parsing import parse_chat_request, parse_completion_request, parse_json_object
+from edge.openai import models
+from edge.openai.embeddings import answer_embeddings
+from edge.openai.chat import run_chat
+from edge.openai.completions import run_completions
+from edge.openai.parsing import parse_chat_request, parse_completion_request, parse_json_object
 
 routes = web.RouteTableDef()
 
@@ -48,3 +48,15 @@ async def v1_completions(request: web.Request) -> web.StreamResponse:
 @routes.get("/openai/v1/models")
 async def v1_models(request: web.Request) -> web.StreamResponse:
     return await models.list_models(request)
+
+
+# Azure OpenAI's v1 route, which the stock `openai.OpenAI` client reaches with base_url=.../openai/v1.
+@routes.post("/openai/v1/embeddings")
+async def create_embeddings_openai_v1(request: web.Request) -> web.Response:
+    return await answer_embeddings(request)
+
+
+# Azure OpenAI's deployment route, which `openai.AzureOpenAI` uses (it also sends ?api-version=).
+@routes.post("/openai/deployments/{deployment}/embeddings")
+async def create_embeddings_for_deployment(request: web.Request) -> web.Response:
+    return await answer_embeddings(request, request.match_info["deployment"])

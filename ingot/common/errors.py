@@ -16,6 +16,8 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from ingot.common.interceptors import Behavior, BehaviorInterceptor
+
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "ingot"
@@ -147,6 +149,28 @@ def _leaf_classes() -> dict[grpc.StatusCode, type[IngotError]]:
 BY_GRPC_CODE: dict[grpc.StatusCode, type[IngotError]] = _leaf_classes()
 
 
+def _by_http_status() -> dict[int, type[IngotError]]:
+    table: dict[int, type[IngotError]] = {}
+    pending: list[type[IngotError]] = [IngotError]
+    while pending:
+        cls = pending.pop(0)
+        # Breadth first: a status maps to the most general class that answers with it.
+        table.setdefault(cls.http_status, cls)
+        pending.extend(cls.__subclasses__())
+    table[500] = Internal
+    return table
+
+
+BY_HTTP_STATUS: dict[int, type[IngotError]] = _by_http_status()
+
+
+def error_from_http(status: int, message: str, *, param: str | None = None, code: str | None = None) -> IngotError:
+    """The IngotError an HTTP error answer stands for (the inverse of `http_status`), for the public gRPC API,
+    which relays the REST routes' answers."""
+    cls = BY_HTTP_STATUS.get(status) or (InvalidArgument if 400 <= status < 500 else Internal)
+    return cls(message, param=param, code=code)
+
+
 def to_trailing_metadata(error: IngotError) -> tuple[tuple[str, bytes], ...]:
     info = error_details_pb2.ErrorInfo(reason=error.code or "", domain=ERROR_DOMAIN)
     if error.param:
@@ -178,9 +202,6 @@ def error_from_rpc(err: grpc.RpcError, *, service: str | None = None) -> IngotEr
         detail = "is unavailable" if cls is Unavailable else "did not answer in time"
         message = f"The {service} service {detail}; try again shortly."
     return cls(message, param=param, code=reason)
-
-
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: IngotError) -> None:
@@ -221,15 +242,11 @@ def _wrap_stream(behavior: Behavior) -> Callable[..., AsyncIterator[Any]]:
     return stream
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(BehaviorInterceptor):
     """Maps every IngotError a handler raises to its gRPC status; anything else becomes INTERNAL."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream))
-        return handler
+    def wrap_unary(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., Awaitable[Any]]:
+        return _wrap_unary(behavior)
+
+    def wrap_stream(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., AsyncIterator[Any]]:
+        return _wrap_stream(behavior)

@@ -15,6 +15,8 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
+from ingot.common.interceptors import Behavior, BehaviorInterceptor
+
 log = logging.getLogger(__name__)
 
 # Generation times on a CPU run from milliseconds (a cached short prompt) to minutes (a long story).
@@ -41,6 +43,8 @@ LOADED_MODELS = Gauge("ingot_loaded_models", "models the inference service has l
 ACTIVE_SEQUENCES = Gauge("ingot_inference_active_sequences", "sequences being generated now (the inference "
                          "queue's depth), by model", ["model"])
 DOWNLOAD_BYTES = Counter("ingot_download_bytes_total", "model bytes fetched from a catalog host (resumed bytes are not fetched again)", ["model"])
+GENERATE_RETRIES = Counter("ingot_generate_retries_total", "generations started again on another replica after "
+                           "theirs went away before the first token")
 LIMITED = Counter("ingot_http_requests_limited_total", "requests refused by a limit", ["limit"])
 
 
@@ -53,9 +57,6 @@ def _code(context: grpc.aio.ServicerContext) -> str:
     if isinstance(code, grpc.StatusCode):
         return code.name
     return "OK" if code in (None, 0) else str(code)
-
-
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 def _record(method: str, code: str, seconds: float) -> None:
@@ -97,16 +98,11 @@ def _stream(method: str, behavior: Behavior) -> Callable[..., AsyncIterator[Any]
     return stream
 
 
-class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+class RpcMetricsInterceptor(BehaviorInterceptor):
     """Counts every call by method and final status code, and times it."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = _method(handler_call_details)
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_unary(method, handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_stream(method, handler.unary_stream))
-        return handler
+    def wrap_unary(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., Awaitable[Any]]:
+        return _unary(_method(details), behavior)
+
+    def wrap_stream(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., AsyncIterator[Any]]:
+        return _stream(_method(details), behavior)

@@ -31,6 +31,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import Field
 
+from ingot.common.interceptors import Behavior, BehaviorInterceptor
+from ingot.common.meshtls import MeshTlsSettings
 from ingot.common.settings import SettingsBase
 
 REQUEST_ID_METADATA = "x-request-id"
@@ -44,8 +46,13 @@ class TelemetrySettings(SettingsBase):
     trace_file: str = Field("", description="append finished trace spans to this file as JSON lines; empty: none")
 
 
-class ServiceTelemetrySettings(TelemetrySettings):
+class ServiceTelemetrySettings(TelemetrySettings, MeshTlsSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="port of the Prometheus /metrics endpoint; 0: none")
+    # In a pod, Prometheus scrapes from another address: 0.0.0.0 there, loopback on a shared host.
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="interface the Prometheus /metrics endpoint binds")
+    # Kubernetes waits terminationGracePeriodSeconds after SIGTERM; streams in flight may use all of it.
+    shutdown_grace: float = Field(5.0, ge=0, description="seconds calls in flight may take to finish after SIGTERM "
+                                  "before they are cut")
 
 
 def new_request_id() -> str:
@@ -135,7 +142,7 @@ def configure(process: str, config: TelemetrySettings) -> None:
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=getattr(config, "metrics_host", "127.0.0.1"))
 
 
 # ---- gRPC: the request id across the mesh
@@ -175,9 +182,6 @@ def _request_id_of(context: grpc.aio.ServicerContext) -> str:
     return request_id
 
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
-
-
 def _unary(behavior: Behavior) -> Callable[..., Awaitable[Any]]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = REQUEST_ID.set(_request_id_of(context))
@@ -198,18 +202,14 @@ def _stream(behavior: Behavior) -> Callable[..., AsyncIterator[Any]]:
     return stream
 
 
-class RequestIdInterceptor(grpc.aio.ServerInterceptor):
+class RequestIdInterceptor(BehaviorInterceptor):
     """Sets REQUEST_ID for the handler from the caller's `x-request-id` metadata."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_unary(handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_stream(handler.unary_stream))
-        return handler
+    def wrap_unary(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., Awaitable[Any]]:
+        return _unary(behavior)
+
+    def wrap_stream(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Callable[..., AsyncIterator[Any]]:
+        return _stream(behavior)
 
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:

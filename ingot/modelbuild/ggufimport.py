@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingot.common.modelcache import (build_lock, built_manifest, model_folder_name, staged_model_dir,
-                                     write_manifest)
+from ingot.common.modelcache import model_folder_name
+from ingot.modelbuild.staging import locked_build, write_manifest
 from ingot.modelbuild.ggufgraph import Accuracy, write_decoder
 from ingot.modelbuild.ggufmodel import DecoderSpec, GGUFImportError, GGUFModel
 from ingot.modelbuild.ggufvocab import TokenizerFiles, tokenizer_files, write_json
@@ -109,13 +109,12 @@ def import_gguf(gguf: Path, models_root: Path, *, name: str | None = None, alias
                 f"{', '.join(f'{k}×{v}' for k, v in sorted(model.tensor_types().items()))}")
     digest = file_digest(gguf)
     key = build_key(digest, accuracy, {"alias": alias, **extra})
-    with build_lock(models_root, folder):
-        manifest = None if force else built_manifest(final, key)
-        if manifest is not None:
+    with locked_build(models_root, publisher, folder, key, force=force) as build:
+        if build.up_to_date is not None:
             report(1.0, f"{name} is up to date")
-            return ImportResult(name, final, True, manifest)
+            return ImportResult(name, final, True, build.up_to_date)
         started = time.monotonic()
-        with staged_model_dir(models_root, publisher, folder) as staging:
+        with build.staging() as staging:
             def on_layer(message: str) -> None:
                 done, _, total = message.removeprefix("layer ").partition("/")
                 if total.isdigit():

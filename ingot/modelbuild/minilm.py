@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ingot.modelbuild.staging import build_lock, built_manifest, staged_model_dir, write_manifest
+from ingot.modelbuild.staging import locked_build, write_manifest
 
 # Part of the BuildKey: change it whenever this recipe changes what it writes, so existing folders rebuild.
 RECIPE_VERSION = "all-minilm-l6-v2/onnx-opset17-meanpool-l2/fp32-cpu/1"
@@ -77,13 +77,13 @@ def build_minilm(models_root: Path, *, force: bool = False, log: Log = print) ->
     final = models_root / PUBLISHER / FOLDER_NAME
     source = find_source()
     key = build_key(source)
-    with build_lock(models_root, FOLDER_NAME):
-        if not force and built_manifest(final, key) is not None:
+    with locked_build(models_root, PUBLISHER, FOLDER_NAME, key, force=force) as build:
+        if build.up_to_date is not None:
             log(f"{ALIAS}: up to date ({final})")
             return final
         log(f"{ALIAS}: exporting {source} to ONNX (opset {OPSET}, fp32, mean pooling and L2 norm in the graph)")
         started = time.monotonic()
-        with staged_model_dir(models_root, PUBLISHER, FOLDER_NAME) as staging:
+        with build.staging() as staging:
             # In a child process: torch keeps most of its memory after the model is dropped.
             with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 pool.submit(_export, source, staging / "model.onnx").result()

@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ingot.modelbuild.staging import build_lock, built_manifest, scratch_dir, staged_model_dir, write_manifest
+from ingot.modelbuild.staging import locked_build, scratch_dir, write_manifest
 
 # Part of the int8 variant's BuildKey: change it whenever that recipe changes what it writes.
 RECIPE_VERSION = "smollm2-135m-instruct/gguf-q4_1/int8-cpu/1"
@@ -106,13 +106,13 @@ def build_smollm2_int8(models_root: Path, *, force: bool = False, log: Log = pri
     final = models_root / PUBLISHER / INT8_FOLDER_NAME
     gguf = find_gguf()
     key = build_key(gguf)
-    with build_lock(models_root, INT8_FOLDER_NAME):
-        if not force and built_manifest(final, key) is not None:
+    with locked_build(models_root, PUBLISHER, INT8_FOLDER_NAME, key, force=force) as build:
+        if build.up_to_date is not None:
             log(f"{INT8_ALIAS}: up to date ({final})")
             return final
         log(f"{INT8_ALIAS}: building {final} from {gguf}")
         started = time.monotonic()
-        with staged_model_dir(models_root, PUBLISHER, INT8_FOLDER_NAME) as staging:
+        with build.staging() as staging:
             with scratch_dir(models_root, INT8_FOLDER_NAME) as work:
                 hf_dir = work / "hf"
                 _gguf_to_hf(gguf, hf_dir, log)

@@ -4,13 +4,13 @@ their inputs to the model's batcher."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from ingot.common.errors import FailedPrecondition, InvalidArgument, error_from_rpc
+from ingot.common.errors import FailedPrecondition, InvalidArgument
+from ingot.common.resolver import ModelResolver
 from ingot.common.v1 import common_pb2
 from ingot.embeddings.v1 import embeddings_service_pb2 as pb
 from ingot.embeddings.v1 import embeddings_service_pb2_grpc as pb_grpc
@@ -20,10 +20,6 @@ from services.embeddings import model as embedding_model
 from services.embeddings.batcher import Batcher
 from services.embeddings.settings import EmbeddingsSettings
 
-REGISTRY_TIMEOUT_S = 10.0
-# A resolution is reused this long, so a burst of requests asks the registry once.
-RESOLVE_TTL_S = 5.0
-RESOLVE_CACHE_LIMIT = 1024
 INPUT_TYPES = {
     pb.INPUT_TYPE_UNSPECIFIED: None,
     pb.INPUT_TYPE_TEXT: "text",
@@ -45,27 +41,12 @@ class Models:
     """Names to loaded models: asks the registry, loads once however many calls ask at the same time."""
 
     def __init__(self, registry: registry_grpc.RegistryServiceStub, config: EmbeddingsSettings) -> None:
-        self._registry = registry
+        self._resolver = ModelResolver(registry)
         self._config = config
-        self._resolved: dict[str, tuple[float, registry_pb.ModelInfo]] = {}
         self._loading: dict[str, asyncio.Task[Loaded]] = {}
 
     async def resolve(self, name: str) -> registry_pb.ModelInfo:
-        if not name:
-            raise InvalidArgument("A model name is required.", param="model")
-        hit = self._resolved.get(name)
-        if hit is not None and time.monotonic() - hit[0] < RESOLVE_TTL_S:
-            return hit[1]
-        try:
-            response = await self._registry.ResolveModel(registry_pb.ResolveModelRequest(name=name),
-                                                         timeout=REGISTRY_TIMEOUT_S)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, service="registry") from None
-        if len(self._resolved) >= RESOLVE_CACHE_LIMIT:
-            # Case-insensitive names come in endless spellings; start over rather than grow.
-            self._resolved.clear()
-        self._resolved[name] = (time.monotonic(), response.model)
-        return response.model
+        return await self._resolver.resolve(name)
 
     async def get(self, name: str) -> Loaded:
         info = await self.resolve(name)

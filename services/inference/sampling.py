@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ingot.common import contextlength
 from ingot.common.errors import InvalidArgument
 from ingot.inference.v1 import inference_service_pb2 as pb
 from services.inference.logits import LogitsProcessor
@@ -27,24 +29,15 @@ class Budget:
 def budget(prompt_tokens: int, requested: int | None, *, context_length: int, max_output_tokens: int) -> Budget:
     if prompt_tokens == 0:
         raise InvalidArgument("The prompt is empty: there is nothing to complete.", param="messages")
-    room = context_length - prompt_tokens
-    if room <= 0:
-        raise InvalidArgument(
-            f"This model's maximum context length is {context_length} tokens, but the prompt has "
-            f"{prompt_tokens} tokens. Shorten the messages.",
-            param="messages", code="context_length_exceeded",
-        )
+    room = contextlength.room(prompt_tokens, context_length, where="the prompt", param="messages",
+                              advice=". Shorten the messages.")
     if requested is None:
         return Budget(prompt_tokens, min(max_output_tokens, room))
     if requested < 1:
         raise InvalidArgument("max_tokens must be at least 1.", param="max_tokens")
     if requested > room:
-        raise InvalidArgument(
-            f"This model's maximum context length is {context_length} tokens. However, you requested "
-            f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the "
-            f"completion). Reduce the length of the messages or the completion.",
-            param="max_tokens", code="context_length_exceeded",
-        )
+        raise contextlength.too_long(prompt_tokens, requested, context_length, where="the messages",
+                                     advice="Reduce the length of the messages or the completion.")
     return Budget(prompt_tokens, requested)
 
 
@@ -73,7 +66,8 @@ def search_options(params: pb.SamplingParams, max_length: int) -> dict[str, Any]
     if params.HasField("repetition_penalty"):
         if params.repetition_penalty <= 0.0:
             raise InvalidArgument("repetition_penalty must be positive.", param="repetition_penalty")
-        options["repetition_penalty"] = params.repetition_penalty
+        # Not a search option: the LogitsProcessor applies it, so logprobs show it and rows with different
+        # penalties can share a generator.
     return options
 
 
@@ -116,7 +110,7 @@ def top_logprobs(params: pb.SamplingParams) -> int | None:
     return params.top_logprobs if params.logprobs else None
 
 
-def logits_processor(params: pb.SamplingParams, vocab_size: int) -> LogitsProcessor | None:
+def logits_processor(params: pb.SamplingParams, vocab_size: int, prompt: Sequence[int] = ()) -> LogitsProcessor | None:
     for name in ("presence_penalty", "frequency_penalty"):
         if not -2.0 <= getattr(params, name) <= 2.0:
             raise InvalidArgument(f"{name} must be between -2 and 2.", param=name)
@@ -127,7 +121,9 @@ def logits_processor(params: pb.SamplingParams, vocab_size: int) -> LogitsProces
         if not -100.0 <= bias <= 100.0:
             raise InvalidArgument(f"logit_bias for token {token_id} must be between -100 and 100.",
                                   param="logit_bias")
-    processor = LogitsProcessor(dict(params.logit_bias), params.presence_penalty, params.frequency_penalty)
+    repetition = params.repetition_penalty if params.HasField("repetition_penalty") else 1.0
+    processor = LogitsProcessor(dict(params.logit_bias), params.presence_penalty, params.frequency_penalty,
+                                repetition, prompt)
     return processor if processor.active else None
 
 

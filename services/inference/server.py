@@ -9,16 +9,19 @@ import os
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from ingot.common import settings, telemetry  # noqa: E402
-from ingot.common.channels import insecure_channel  # noqa: E402
+from ingot.common.channels import mesh_channel  # noqa: E402
 from ingot.common.grpcserver import run_service  # noqa: E402
+from ingot.common.meshtls import channel_credentials, server_credentials  # noqa: E402
+from ingot.common.resolver import ModelResolver  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2 as pb  # noqa: E402
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc  # noqa: E402
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc  # noqa: E402
 from services.inference.engine import Engine  # noqa: E402
+from services.inference import placement  # noqa: E402
 from services.inference.models import CpuThreads  # noqa: E402
 from services.inference.promptcache import PromptCache  # noqa: E402
+from services.inference.servicer import InferenceServicer  # noqa: E402
 from services.inference.speculation import DraftPolicy  # noqa: E402
-from services.inference.servicer import InferenceServicer, ModelDirectory  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -37,8 +40,8 @@ def build(server, config: InferenceSettings):
                                              headroom=config.prompt_cache_headroom_tokens),
                     drafts=DraftPolicy(config.speculative_drafts))
     engine.start()
-    registry_channel = insecure_channel(config.registry_address)
-    directory = ModelDirectory(registry_grpc.RegistryServiceStub(registry_channel))
+    registry_channel = mesh_channel(config.registry_address, channel_credentials(config))
+    directory = ModelResolver(registry_grpc.RegistryServiceStub(registry_channel))
     pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine, directory), server)
 
     async def cleanup() -> None:
@@ -61,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     telemetry.configure("inference", config)
 
     async def add_servicers(server):
-        return build(server, config)[1]
+        engine, cleanup = build(server, config)
+        placement.register(engine.loaded)
+        return cleanup
 
-    asyncio.run(run_service("inference", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("inference", config, [SERVICE_NAME], add_servicers,
+                            credentials=server_credentials(config)))
     return 0

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 
-from ingot.common.errors import InvalidArgument, NotFound, error_from_rpc
+from ingot.common.errors import InvalidArgument, NotFound
+from ingot.common.resolver import ModelResolver
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as pb
 from ingot.inference.v1 import inference_service_pb2_grpc as pb_grpc
-from ingot.registry.v1 import registry_service_pb2 as registry_pb
-from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from services.inference import models, sampling, toolcalls
 from services.inference.engine import Engine, Sequence, asyncio_emitter
 from services.inference.events import Failed, PromptScored, Tokens
 from services.inference.logits import LogprobEntry
 from services.inference.stops import Piece, Release, StopMatcher
-
-REGISTRY_TIMEOUT_S = 10.0
-# A resolution is reused this long, so a burst of requests asks the registry once.
-RESOLVE_TTL_S = 5.0
-
-
-class ModelDirectory:
-    """Names to registry ModelInfo, cached briefly."""
-
-    def __init__(self, registry: registry_grpc.RegistryServiceStub) -> None:
-        self._registry = registry
-        self._cache: dict[str, tuple[float, registry_pb.ModelInfo]] = {}
-
-    async def resolve(self, name: str) -> registry_pb.ModelInfo:
-        if not name:
-            raise InvalidArgument("A model name is required.", param="model")
-        hit = self._cache.get(name)
-        if hit is not None and time.monotonic() - hit[0] < RESOLVE_TTL_S:
-            return hit[1]
-        try:
-            response = await self._registry.ResolveModel(
-                registry_pb.ResolveModelRequest(name=name), timeout=REGISTRY_TIMEOUT_S)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, service="registry") from None
-        self._cache[name] = (time.monotonic(), response.model)
-        return response.model
 
 
 def _loaded_message(model) -> pb.LoadedModel:
@@ -55,7 +27,7 @@ def _loaded_message(model) -> pb.LoadedModel:
 
 
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
-    def __init__(self, engine: Engine, directory: ModelDirectory) -> None:
+    def __init__(self, engine: Engine, directory: ModelResolver) -> None:
         self._engine = engine
         self._directory = directory
 
@@ -81,11 +53,10 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         n = sampling.choices(request.n)
         stops = sampling.stop_strings(params)
         top_logprobs = sampling.top_logprobs(params)
-        sampling.logits_processor(params, model.vocab_size)  # validates before anything is admitted
+        processor = sampling.logits_processor(params, model.vocab_size)  # validates before anything is admitted
         guidance = toolcalls.guidance(request, sampling.guidance(request.constraint))
         room = sampling.fast_forward_length(budget, model.info.context_length)
-        fast_forward = (guidance is not None and room is not None and top_logprobs is None
-                        and not params.logit_bias and not params.presence_penalty and not params.frequency_penalty)
+        fast_forward = guidance is not None and room is not None and top_logprobs is None and processor is None
         if fast_forward:
             options["max_length"] = room
         events: asyncio.Queue = asyncio.Queue()
@@ -97,7 +68,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                 choice_options["random_seed"] = (options["random_seed"] + index) % (2**31)
             sequences.append(Sequence(
                 model_id=model.id, prompt=prompt, search_options=choice_options, budget=budget, emit=emit,
-                index=index, processor=sampling.logits_processor(params, model.vocab_size),
+                index=index, processor=sampling.logits_processor(params, model.vocab_size, prompt),
                 top_logprobs=top_logprobs, score_prompt=request.prompt_logprobs, guidance=guidance,
                 fast_forward=fast_forward))
         try:

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ingot.common.telemetry import ServiceTelemetrySettings
+from ingot.common.grpcserver import ServiceSettings
 
 
-# Logging, tracing and the metrics port come from the telemetry settings every service shares.
-class InferenceSettings(ServiceTelemetrySettings):
+# Logging, tracing, the metrics port, and how the server holds its port and ages connections come from
+# the settings every service shares.
+class InferenceSettings(ServiceSettings):
     listen: str = Field("127.0.0.1:50053", description="address to serve gRPC on (port 0 picks a free one)")
     registry_address: str = Field("127.0.0.1:50052", description="the registry service, to find model folders")
     max_active_sequences: int = Field(16, ge=1, description="sequences the engine steps at once")

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +38,9 @@ class ImportDone:
     already_imported: bool
 
 
-def check_request(path: str, accuracy: str) -> Path:
-    """The GGUF's path, after the checks that need no child process."""
+def check_request(path: str, accuracy: str, allowed: Sequence[Path]) -> Path:
+    """The GGUF's path, links and `..` resolved, after the checks that need no child process. `allowed` are
+    the folders an operator lets imports read (already resolved)."""
     if accuracy and accuracy not in ACCURACIES:
         raise InvalidArgument(f"Invalid value for 'accuracy': {accuracy!r}; use one of {', '.join(ACCURACIES)}.",
                               param="accuracy")
@@ -48,6 +49,13 @@ def check_request(path: str, accuracy: str) -> Path:
     gguf = Path(path)
     if not gguf.is_absolute():
         raise InvalidArgument(f"'path' must be an absolute path on the server, not {path!r}.", param="path")
+    real = gguf.resolve()
+    # Checked before existence, so a caller learns nothing about files outside the allowed folders.
+    if not any(real.is_relative_to(folder) for folder in allowed):
+        raise PermissionDenied(f"Imports may not read {path}: the server allows imports only from "
+                               f"{', '.join(str(f) for f in allowed)} (--import-dirs).", param="path",
+                               code="import_path_not_allowed")
+    gguf = real
     if not gguf.is_file():
         raise NotFound(f"There is no file {path} on the server.", param="path", code="file_not_found")
     return gguf

@@ -6,6 +6,7 @@ import asyncio
 
 from ingot.common import settings, telemetry
 from ingot.common.grpcserver import run_service
+from ingot.common.meshtls import server_credentials
 from ingot.registry.v1 import registry_service_pb2 as pb
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from services.registry.catalog import RemoteCatalog
@@ -26,7 +27,7 @@ def create_servicer(config: RegistrySettings) -> RegistryServicer:
                             options=options)
     providers = [p.strip().lower() for p in config.execution_providers.split(",") if p.strip()]
     return RegistryServicer(config.models_root, remote=remote, downloader=downloader, providers=providers,
-                            deployments=Deployments(config.deployments))
+                            deployments=Deployments(config.deployments), import_roots=config.import_roots)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,5 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         pb_grpc.add_RegistryServiceServicer_to_server(create_servicer(config), server)
         return None
 
-    asyncio.run(run_service("registry", config.listen, [SERVICE_NAME], add_servicers))
+    asyncio.run(run_service("registry", config, [SERVICE_NAME], add_servicers,
+                            credentials=server_credentials(config)))
     return 0

@@ -70,8 +70,10 @@ def catalog_entry(entry: catalog.Entry, cached: bool) -> pb.CatalogEntry:
 
 class RegistryServicer(pb_grpc.RegistryServiceServicer):
     def __init__(self, models_root: Path, *, remote: catalog.RemoteCatalog | None = None,
-                 downloader: Downloader | None = None, providers: Sequence[str] = ("cpu",), deployments: Deployments | None = None) -> None:
+                 downloader: Downloader | None = None, providers: Sequence[str] = ("cpu",), deployments: Deployments | None = None,
+                 import_roots: Sequence[Path] = ()) -> None:
         self.models_root = models_root
+        self.import_roots = tuple(import_roots)
         self.remote = remote
         self.downloader = downloader
         self.providers = tuple(providers)
@@ -174,7 +176,8 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
 
     async def ImportModel(self, request: pb.ImportModelRequest,
                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ImportModelResponse]:
-        gguf = await asyncio.to_thread(check_request, request.path, request.accuracy)
+        gguf = await asyncio.to_thread(check_request, request.path, request.accuracy,
+                                        self.import_roots)
         if request.name:
             # One name, one model: an import may replace an earlier import, never a model from elsewhere.
             full = (request.name if ":" in request.name else f"{request.name}:1").casefold()

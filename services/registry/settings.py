@@ -5,11 +5,12 @@ from pathlib import Path
 from pydantic import Field
 
 from ingot.common.settings import home_field
-from ingot.common.telemetry import ServiceTelemetrySettings
+from ingot.common.grpcserver import ServiceSettings
 
 
-# Logging, tracing and the metrics port come from the telemetry settings every service shares.
-class RegistrySettings(ServiceTelemetrySettings):
+# Logging, tracing, the metrics port, and how the server holds its port and ages connections come from
+# the settings every service shares.
+class RegistrySettings(ServiceSettings):
     listen: str = Field("127.0.0.1:50052", description="address to serve gRPC on (port 0 picks a free one)")
     home: Path = home_field()
     catalog_url: str = Field("", description="URL of the remote model catalog (a JSON array); empty: none")
@@ -26,6 +27,16 @@ class RegistrySettings(ServiceTelemetrySettings):
     deployments: Path | None = Field(None, description="deployments file (YAML or JSON): names bound to a model "
                                      "and settings; re-read when it changes")
     download_read_timeout: float = Field(60.0, gt=0, description="seconds without a byte before a request is retried")
+    # Imports read a path the caller names, so by default only a folder the operator fills on purpose.
+    import_dirs: str = Field("", description="folders a GGUF import may read from, separated by ':' (as PATH); "
+                             "empty: HOME/imports only")
+
+    @property
+    def import_roots(self) -> tuple[Path, ...]:
+        """The allowed folders with links and `..` resolved, so a check against them sees the real place."""
+        named = [part for part in self.import_dirs.split(":") if part.strip()]
+        folders = [Path(part.strip()).expanduser() for part in named] or [self.home.expanduser() / "imports"]
+        return tuple(folder.absolute().resolve() for folder in folders)
 
     @property
     def models_root(self) -> Path:

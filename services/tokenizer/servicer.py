@@ -20,7 +20,7 @@ from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
 from services.tokenizer import chat_template, modelfiles, tools as tool_prompts
 from services.tokenizer.messages import parse_tools, template_messages
 from services.tokenizer.modelfiles import ModelTokenizer
-from services.tokenizer.resolver import ModelResolver
+from ingot.common.resolver import ModelResolver
 
 log = logging.getLogger(__name__)
 

@@ -147,9 +147,12 @@ def test_embeddings_client_on_a_deployment(setup):
 
 
 def test_model_extras_pass_through_and_unknown_ones_are_a_422(azure_chat):
-    answer = azure_chat.complete(messages=[UserMessage("Name a colour.")],
-                                 model_extras={"top_k": 1, "repetition_penalty": 1.2})
-    assert answer.choices[0].message.content
+    def greedy(**extras) -> str:
+        # top_k 1 is greedy whatever the temperature: the two answers differ only by what reached the model.
+        return azure_chat.complete(messages=[UserMessage("Write a short story about a dragon.")], max_tokens=30,
+                                   model_extras={"top_k": 1, **extras}).choices[0].message.content
+
+    assert greedy(repetition_penalty=1.5) != greedy()
     with pytest.raises(HttpResponseError) as caught:
         azure_chat.complete(messages=[UserMessage("Hi")], model_extras={"safe_prompt": True})
     assert caught.value.status_code == 422
@@ -237,8 +240,8 @@ def test_each_401_case(setup, http):
         plain = http.post("/v1/chat/completions", headers=headers, json=body)
         assert plain.status_code == 401 and set(plain.json()["error"]) == {"message", "type", "param", "code"}
     assert http.get("/health").status_code == 200
-    assert http.get("/ready").status_code == 401
-    assert http.get("/ready", headers={"api-key": KEY}).status_code in (200, 503)
+    # A readiness probe cannot send a key.
+    assert http.get("/ready").status_code in (200, 503)
     with pytest.raises(ClientAuthenticationError):
         client = chat_client(setup, AzureKeyCredential("wrong"), model="smol-plain")
         client.complete(messages=[UserMessage("Hi")])

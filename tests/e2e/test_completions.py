@@ -1,4 +1,5 @@
-"""POST /v1/completions through the `openai` SDK, each parameter checked by its effect on the real model.
+"""POST /v1/completions through the `openai` SDK, each parameter checked by its effect on the real model. A
+string prompt is continued as written (no chat template), as OpenAI's completions continue text.
 
 The mesh here serves a cache of three entries that share SmolLM2's weights (linked, not copied): SmolLM2
 itself; a deployment of it whose context is only SHORT_CONTEXT tokens, so that overflowing the context
@@ -27,7 +28,8 @@ FIM_ALIAS = "smollm2-fim"
 # SmolLM2's ids 3 to 5 are special tokens its chat never uses (<repo_name>, <reponame>, <file_sep>).
 FIM_MARKERS = {3: "<fim_prefix>", 4: "<fim_suffix>", 5: "<fim_middle>"}
 
-COLORS = "Name three primary colors."
+COLORS = "The primary colors are red, blue and"
+CAPITAL = "The capital of France is"
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 
 
@@ -87,16 +89,16 @@ def tokenize(mesh, **body) -> dict:
 
 
 def test_the_answer_is_a_real_text_completion(client):
-    completion = complete(client, prompt=COLORS, temperature=0, max_tokens=40)
+    completion = complete(client, prompt=CAPITAL, temperature=0, max_tokens=8)
     assert completion.object == "text_completion" and completion.id.startswith("cmpl-")
     assert completion.model == SMOLLM2_ID
-    assert any(color in completion.choices[0].text.lower() for color in ("red", "blue", "yellow"))
+    assert completion.choices[0].text.startswith(" Paris")
     usage = completion.usage
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
 def test_a_batch_numbers_its_choices_prompt_by_prompt(client):
-    prompts = [COLORS, "What is the capital of France?"]
+    prompts = [COLORS, CAPITAL]
     alone = [complete(client, prompt=prompt, temperature=0).choices[0].text for prompt in prompts]
     assert alone[0] != alone[1]
     batch = complete(client, prompt=prompts, n=2, temperature=0)
@@ -108,7 +110,7 @@ def test_a_batch_numbers_its_choices_prompt_by_prompt(client):
 
 
 def test_a_streamed_batch_matches_the_whole_one(client):
-    prompts = [COLORS, "What is the capital of France?"]
+    prompts = [COLORS, CAPITAL]
     whole = complete(client, prompt=prompts, n=2, temperature=0)
     texts = {index: "" for index in range(4)}
     finishes = {}
@@ -127,15 +129,14 @@ def test_a_streamed_batch_matches_the_whole_one(client):
 
 
 def test_max_tokens_cuts_with_finish_reason_length(client):
-    completion = complete(client, prompt=COUNTING, max_tokens=4, extra_body={"use_raw_prompt": True})
+    completion = complete(client, prompt=COUNTING, max_tokens=4)
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage.completion_tokens == 4
 
 
 def test_echo_with_logprobs_scores_the_prompt_too(client):
     prompt = "The capital of France is"
-    completion = complete(client, prompt=prompt, echo=True, logprobs=3, max_tokens=5, temperature=0,
-                          extra_body={"use_raw_prompt": True})
+    completion = complete(client, prompt=prompt, echo=True, logprobs=3, max_tokens=5, temperature=0)
     choice = completion.choices[0]
     logprobs = choice.logprobs
     assert choice.text.startswith(prompt) and len(choice.text) > len(prompt)
@@ -153,26 +154,24 @@ def test_echo_with_logprobs_scores_the_prompt_too(client):
 
 def test_a_prompt_tokens_logprob_is_what_generating_it_scored(client, mesh):
     prompt = "The capital of France is"
-    generated = complete(client, prompt=prompt, max_tokens=1, logprobs=1, temperature=0,
-                         extra_body={"use_raw_prompt": True}).choices[0].logprobs
+    generated = complete(client, prompt=prompt, max_tokens=1, logprobs=1, temperature=0).choices[0].logprobs
     token, logprob = generated.tokens[0], generated.token_logprobs[0]
-    echoed = complete(client, prompt=prompt + token, echo=True, logprobs=1, max_tokens=1, temperature=0,
-                      extra_body={"use_raw_prompt": True}).choices[0].logprobs
+    echoed = complete(client, prompt=prompt + token, echo=True, logprobs=1, max_tokens=1,
+                      temperature=0).choices[0].logprobs
     position = tokenize(mesh, prompt=prompt)["count"]
     assert echoed.tokens[position] == token
     assert echoed.token_logprobs[position] == pytest.approx(logprob, abs=0.05)
 
 
 def test_streamed_echo_sends_the_prompt_first(client):
-    chunks = list(complete(client, prompt=COUNTING, echo=True, stream=True, max_tokens=5,
-                           extra_body={"use_raw_prompt": True}))
+    chunks = list(complete(client, prompt=COUNTING, echo=True, stream=True, max_tokens=5))
     assert chunks[0].choices[0].text == COUNTING
     assert "".join(chunk.choices[0].text for chunk in chunks).startswith(COUNTING)
 
 
 def test_a_stop_string_ends_the_text_and_never_appears(client):
     greedy = complete(client, prompt=COLORS, temperature=0, max_tokens=40).choices[0].text
-    stop = next(word for word in ("Blue", "Yellow", "blue", "yellow") if word in greedy)
+    stop = next(word for word in ("green", "Green", "yellow", "colors") if word in greedy)
     cut = complete(client, prompt=COLORS, temperature=0, max_tokens=40, stop=[stop, "@@@"]).choices[0]
     assert cut.finish_reason == "stop"
     assert cut.text == greedy[:greedy.index(stop)]
@@ -194,18 +193,30 @@ def test_top_k_one_and_a_tiny_top_p_are_greedy_at_high_temperature(client):
     assert complete(client, prompt=COLORS, temperature=1.5, max_tokens=20, top_p=1e-6).choices[0].text == greedy
 
 
-def test_use_raw_prompt_skips_the_chat_template(client, mesh):
-    templated = complete(client, prompt=COLORS, temperature=0, max_tokens=20)
-    raw = complete(client, prompt=COLORS, temperature=0, max_tokens=20, extra_body={"use_raw_prompt": True})
+def test_a_string_prompt_is_continued_as_written(client, mesh):
+    raw = complete(client, prompt=COUNTING, temperature=0, max_tokens=8)
+    assert raw.usage.prompt_tokens == tokenize(mesh, prompt=COUNTING)["count"]
+    assert raw.choices[0].text.startswith(" 13, 14")
+
+
+def test_echo_returns_the_prompt_as_sent(client):
+    for prompt in (COUNTING, "  odd\tspacing,\n and a newline:"):
+        echoed = complete(client, prompt=prompt, temperature=0, max_tokens=4, echo=True)
+        plain = complete(client, prompt=prompt, temperature=0, max_tokens=4)
+        assert echoed.choices[0].text == prompt + plain.choices[0].text
+
+
+def test_use_raw_prompt_false_asks_for_the_chat_template(client, mesh):
+    raw = complete(client, prompt=COLORS, temperature=0, max_tokens=20)
+    templated = complete(client, prompt=COLORS, temperature=0, max_tokens=20, extra_body={"use_raw_prompt": False})
     assert templated.choices[0].text != raw.choices[0].text
-    assert raw.usage.prompt_tokens == tokenize(mesh, prompt=COLORS)["count"]
     assert templated.usage.prompt_tokens == tokenize(mesh, messages=[{"role": "user", "content": COLORS}])["count"]
 
 
 def test_a_token_id_prompt_is_the_text_it_encodes(client, mesh):
     tokens = tokenize(mesh, prompt=COUNTING)["tokens"]
     by_ids = complete(client, prompt=tokens, temperature=0)
-    by_text = complete(client, prompt=COUNTING, temperature=0, extra_body={"use_raw_prompt": True})
+    by_text = complete(client, prompt=COUNTING, temperature=0)
     assert by_ids.choices[0].text == by_text.choices[0].text
     assert by_ids.usage.prompt_tokens == len(tokens)
     echoed = complete(client, prompt=tokens, temperature=0, echo=True, max_tokens=1)
@@ -216,12 +227,11 @@ def test_context_overflow_is_400_unless_truncating(client, mesh):
     prompt_tokens = tokenize(mesh, prompt=COUNTING)["count"]
     assert prompt_tokens < SHORT_CONTEXT
     with pytest.raises(openai.BadRequestError) as caught:
-        complete(client, model=SHORT_ALIAS, prompt=COUNTING, max_tokens=SHORT_CONTEXT,
-                 extra_body={"use_raw_prompt": True})
+        complete(client, model=SHORT_ALIAS, prompt=COUNTING, max_tokens=SHORT_CONTEXT)
     assert caught.value.body["param"] == "max_tokens"
     assert caught.value.body["code"] == "context_length_exceeded"
     truncated = complete(client, model=SHORT_ALIAS, prompt=COUNTING, max_tokens=SHORT_CONTEXT, temperature=0,
-                         extra_body={"use_raw_prompt": True, "error_behavior": "truncate"})
+                         extra_body={"error_behavior": "truncate"})
     assert truncated.choices[0].finish_reason == "length"
     assert truncated.usage.prompt_tokens == prompt_tokens
     assert truncated.usage.total_tokens == SHORT_CONTEXT
@@ -231,7 +241,7 @@ def test_a_prompt_longer_than_the_context_is_400_even_when_truncating(client):
     for behavior in ("error", "truncate"):
         with pytest.raises(openai.BadRequestError) as caught:
             complete(client, model=SHORT_ALIAS, prompt=COUNTING * 4,
-                     extra_body={"use_raw_prompt": True, "error_behavior": behavior})
+                     extra_body={"error_behavior": behavior})
         assert caught.value.body["param"] == "prompt"
 
 

@@ -162,3 +162,22 @@ def test_the_cli_says_why_a_download_fails(mesh):
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1
     assert "'no-such-model' is not in the catalog" in err
+
+
+def test_foundry_list_fetches_the_catalog_again_only_with_refresh(mesh, catalog_host, smollm2_dir):
+    def listed(query: str = "") -> set[str]:
+        response = httpx.get(f"{mesh.base_url}/foundry/list{query}", timeout=120)
+        assert response.status_code == 200, response.text
+        return {entry["name"] for entry in response.json()}
+
+    assert CHAT_NAME in listed()
+    fetches = catalog_host.catalog_fetches
+    late = ServedModel("SmolLM2-Late-generic-cpu:1", "smollm2-late", smollm2_dir, SMALL_FILES)
+    catalog_host.models.append(late)
+    try:
+        assert late.name not in listed()
+        assert catalog_host.catalog_fetches == fetches
+        assert late.name in listed("?refresh=true")
+        assert catalog_host.catalog_fetches == fetches + 1
+    finally:
+        catalog_host.models.remove(late)

@@ -26,7 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    running = Mesh(tmp_path_factory.mktemp("import-home")).start()
+    # Every test's tmp_path lies under the session's base folder: the one folder imports may read.
+    allowed = tmp_path_factory.getbasetemp()
+    running = Mesh(tmp_path_factory.mktemp("import-home"), args=["--import-dirs", str(allowed)]).start()
     yield running
     running.stop()
 
@@ -67,3 +69,10 @@ def test_an_import_the_server_cannot_do_answers_with_the_reason(mesh, tmp_path):
 
     failed = run_cli("import", str(gemma), "--endpoint", mesh.base_url)
     assert failed.returncode == 1 and "gemma3" in failed.stderr
+
+
+def test_an_import_from_outside_the_allowed_folders_is_forbidden(mesh, tmp_path):
+    outside = Path("/etc/passwd")
+    response = httpx.post(f"{mesh.base_url}/openai/import", json={"path": str(outside)}, timeout=60)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["param"] == "path" and "--import-dirs" in response.json()["error"]["message"]

@@ -7,8 +7,11 @@ import json
 import threading
 import time
 
+import grpc
 import httpx
 import pytest
+from google.protobuf import descriptor_pool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from tests.conftest import SMOLLM2_ALIAS
 from tests.e2e.mesh import Mesh, free_port_run
@@ -149,3 +152,14 @@ def test_concurrent_requests_over_the_per_key_limit_get_429_with_retry_after(wat
     assert refused.headers["Retry-After"]
     assert refused.json()["error"]["code"] == "too_many_concurrent_requests"
     assert other_key.status_code == 200
+
+
+@pytest.mark.parametrize("service", ["registry", "tokenizer", "inference", "embeddings"])
+def test_every_service_answers_grpc_reflection_as_grpcurl_asks(watched, service):
+    # What `grpcurl -plaintext ADDR list` and `describe` send: the reflection service's own protocol.
+    name = f"ingot.{service}.v1.{service.capitalize()}Service"
+    with grpc.insecure_channel(watched.addresses[service]) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        assert {name, "grpc.health.v1.Health"} <= set(database.get_services())
+        described = descriptor_pool.DescriptorPool(database).FindServiceByName(name)
+        assert described.methods

@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from tokenizers import Tokenizer
 
@@ -113,25 +114,70 @@ def test_n_streams_interleaved_with_the_right_indices(client):
         for choice in chunk.choices:
             by_index[choice.index].append(choice)
     whole = sample(client, n=3, temperature=1.0, seed=5, max_tokens=12)
+    # Interleaved, not one choice after another: the index changes nearly every chunk.
+    order = [choice.index for chunk in chunks for choice in chunk.choices if choice.delta.content]
+    assert sum(a != b for a, b in zip(order, order[1:])) >= len(order) // 2
     for index, parts in by_index.items():
         assert parts[0].delta.role == "assistant"
         assert parts[-1].finish_reason in ("stop", "length")
         assert "".join(p.delta.content or "" for p in parts) == whole.choices[index].message.content
 
 
-def test_frequency_penalty_reduces_repetition(client):
-    def repeats(**penalty):
-        content = sample(client, temperature=0, max_tokens=80, logprobs=True, **penalty).choices[0].logprobs.content
-        return max(Counter(e.token for e in content).values())
-
-    assert repeats(frequency_penalty=2.0) < repeats()
+def greedy_steps(client, **penalty) -> list:
+    return sample(client, temperature=0, max_tokens=40, logprobs=True, top_logprobs=20,
+                  **penalty).choices[0].logprobs.content
 
 
-def test_presence_penalty_changes_the_answer(client):
-    # 80 tokens: the GGUF-imported SmolLM2's greedy story reads the same for its first 40 with or without the
-    # penalty (no token it repeats there leads by less than 2 logits).
-    plain = sample(client, temperature=0, max_tokens=80).choices[0].message.content
-    assert sample(client, temperature=0, max_tokens=80, presence_penalty=2.0).choices[0].message.content != plain
+def comparable_steps(plain: list, penalised: list):
+    """(plain top, penalised top, tokens generated before) for each step whose context is the same in both
+    answers, so that the model's own logits there are equal and only the penalty tells the two apart."""
+    generated: list[bytes] = []
+    for before, after in zip(plain, penalised):
+        yield ({bytes(t.bytes): t.logprob for t in before.top_logprobs},
+               {bytes(t.bytes): t.logprob for t in after.top_logprobs}, list(generated))
+        if before.token != after.token:
+            return
+        generated.append(bytes(before.bytes))
+
+
+def test_presence_and_frequency_penalties_move_served_logprobs_by_exactly_openais_formula(client):
+    presence, frequency = 0.2, 0.1
+    plain = greedy_steps(client)
+    penalised = greedy_steps(client, presence_penalty=presence, frequency_penalty=frequency)
+    penalised_seen = 0
+    for before, after, generated in comparable_steps(plain, penalised):
+        counts = Counter(generated)
+        # mu[j] - c[j] * frequency - (c[j] > 0) * presence, then log-softmax: against an untouched token,
+        # every token's logprob moves by exactly its penalty; the normaliser shifts all of them alike.
+        shifts = [before[token] - after[token] - (counts[token] * frequency + presence if counts[token] else 0)
+                  for token in before.keys() & after.keys()]
+        assert max(shifts) - min(shifts) == pytest.approx(0, abs=1e-3), generated
+        penalised_seen += sum(1 for token in before.keys() & after.keys() if counts[token])
+    assert penalised_seen >= 10
+
+
+def test_repetition_penalty_moves_served_logprobs_as_hugging_face_defines_it(client, mesh, smollm2_dir):
+    penalty = 1.2
+    tokenizer = Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))
+    # The whole templated prompt counts as seen, as transformers penalises all of input_ids.
+    ids = httpx.post(f"{mesh.base_url}/tokenize", json={"model": SMOLLM2_ALIAS, "messages": STORY}, timeout=30)
+    prompt = {tokenizer.decode([i], skip_special_tokens=False).encode() for i in ids.json()["tokens"]}
+    plain, penalised = greedy_steps(client), greedy_steps(client, extra_body={"repetition_penalty": penalty})
+    agreeing_steps = 0
+    for before, after, generated in comparable_steps(plain, penalised):
+        common = before.keys() & after.keys()
+        seen = {token for token in common if token in prompt or token in generated}
+        # A token never seen keeps its logit: against it, the normaliser moves by one constant d.
+        d = [before[token] - after[token] for token in common - seen]
+        assert len(d) >= 2 and max(d) - min(d) == pytest.approx(0, abs=1e-3), generated
+        # A seen token is always lowered. Its logit x (positive for this model's top tokens) becomes x / p, so
+        # with logprob = x - log Z each seen token gives the plain row's log Z: they must all agree.
+        assert all(before[token] - after[token] > min(d) + 1e-3 for token in seen), generated
+        log_z = [(before[token] / penalty - after[token] - min(d)) / (1 - 1 / penalty) for token in seen]
+        if len(log_z) >= 2:
+            assert max(log_z) - min(log_z) == pytest.approx(0, abs=0.05), (generated, log_z)
+            agreeing_steps += 1
+    assert agreeing_steps >= 2
 
 
 def test_top_k_one_is_greedy_even_at_high_temperature(client):

@@ -34,12 +34,15 @@ async def client(mesh: Mesh) -> AsyncIterator[TestClient]:
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A 2 MB tmpfs: a real full disk. Needs root (mount); skipped elsewhere."""
+    """A 2 MB tmpfs: a real full disk. Needs root (mount); skipped elsewhere, saying so."""
     mountpoint = tmp_path / "small-disk"
     mountpoint.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root: the full-disk test mounts a 2 MB tmpfs (running as uid {os.geteuid()})")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs root allowed to mount: mounting a 2 MB tmpfs failed ({mounted.stderr.strip()})")
     yield mountpoint
     subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 

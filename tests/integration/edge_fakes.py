@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from edge.settings import EdgeSettings
+from edge.shared.settings import EdgeSettings
 from ingot.common.errors import IngotError, InvalidArgument, NotFound
 from ingot.common.grpcserver import ServiceHost
 from ingot.common.v1 import common_pb2
@@ -50,6 +50,9 @@ class FakeRegistry(registry_grpc.RegistryServiceServicer):
 
     async def ListModels(self, request, context):
         return registry_pb2.ListModelsResponse(models=MODELS)
+
+    async def ListDeployments(self, request, context):
+        return registry_pb2.ListDeploymentsResponse()
 
 
 BOS = 0

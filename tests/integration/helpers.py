@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ingot.common.grpcserver import ServiceHost
+from ingot.common.grpcserver import ServiceHost, ServiceSettings
 from ingot.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from services.registry.server import SERVICE_NAME
 from services.registry.deployments import Deployments
@@ -21,11 +21,12 @@ from services.registry.servicer import RegistryServicer
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def serve_registry(models_root: Path, deployments: Path | None = None):
-    host = ServiceHost("registry", [SERVICE_NAME])
+async def serve_registry(models_root: Path, deployments: Path | None = None, listen: str = "127.0.0.1:0",
+                         config: ServiceSettings | None = None):
+    host = ServiceHost("registry", [SERVICE_NAME], config)
     pb_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(models_root, deployments=Deployments(deployments)), host.server)
-    address = await host.start("127.0.0.1:0")
+    address = await host.start(listen)
     await host.set_serving(True)
     return host, address
 

@@ -16,9 +16,9 @@ from services.registry.settings import RegistrySettings
 class Registry:
     """A registry in-process on a free port; `restart()` gives a fresh one on the same home, as a new process would."""
 
-    def __init__(self, home: Path, catalog_url: str) -> None:
+    def __init__(self, home: Path, catalog_url: str, import_dirs: str = "") -> None:
         self.settings = RegistrySettings(home=home, catalog_url=catalog_url, download_retries=3,
-                                         download_read_timeout=10)
+                                         download_read_timeout=10, import_dirs=import_dirs)
         self.host: ServiceHost | None = None
         self.channel: grpc.aio.Channel | None = None
         self.stub: pb_grpc.RegistryServiceStub | None = None

@@ -34,20 +34,21 @@ async def test_answer_has_openai_text_completion_shape(client: TestClient, mesh:
     assert abs(sampling.temperature - 0.5) < 1e-6 and abs(sampling.top_p - 0.9) < 1e-6
 
 
-async def test_a_string_prompt_is_one_user_message_through_the_chat_template(client: TestClient, mesh: Mesh) -> None:
+async def test_a_string_prompt_is_encoded_as_written(client: TestClient, mesh: Mesh) -> None:
     assert (await client.post(URL, json=body())).status == 200
-    [templated] = mesh.tokenizer.requests
-    assert [(m.role, m.content) for m in templated.messages] == [("user", "Say hello")]
-    assert not mesh.tokenizer.encoded
-
-
-async def test_use_raw_prompt_encodes_the_text_as_is(client: TestClient, mesh: Mesh) -> None:
-    assert (await client.post(URL, json=body(use_raw_prompt=True))).status == 200
     assert not mesh.tokenizer.requests
     [encoded] = mesh.tokenizer.encoded
     assert (encoded.text, encoded.add_special_tokens) == ("Say hello", True)
     words = mesh.tokenizer.words
     assert list(mesh.inference.requests[0].prompt_token_ids) == [BOS, words["Say"], words["hello"]]
+
+
+async def test_use_raw_prompt_false_puts_the_prompt_through_the_chat_template(client: TestClient,
+                                                                                mesh: Mesh) -> None:
+    assert (await client.post(URL, json=body(use_raw_prompt=False))).status == 200
+    [templated] = mesh.tokenizer.requests
+    assert [(m.role, m.content) for m in templated.messages] == [("user", "Say hello")]
+    assert not mesh.tokenizer.encoded
 
 
 async def test_token_id_prompts_go_to_the_model_untouched(client: TestClient, mesh: Mesh) -> None:
@@ -91,9 +92,9 @@ async def test_a_streamed_batch_keeps_the_same_numbering(client: TestClient, mes
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 2
 
 
-async def test_echo_puts_the_templated_prompt_first(client: TestClient, mesh: Mesh) -> None:
-    answer = await (await client.post(URL, json=body(echo=True))).json()
-    assert answer["choices"][0]["text"] == "<user>Say hello" + "Hello, world"
+async def test_echo_puts_the_prompt_as_sent_first(client: TestClient, mesh: Mesh) -> None:
+    answer = await (await client.post(URL, json=body(prompt="  Say\thello ", echo=True))).json()
+    assert answer["choices"][0]["text"] == "  Say\thello " + "Hello, world"
 
 
 async def test_echo_of_token_ids_decodes_them(client: TestClient, mesh: Mesh) -> None:

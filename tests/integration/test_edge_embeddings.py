@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from edge.app import create_app
-from edge.settings import EdgeSettings
+from edge.shared.settings import EdgeSettings
 from ingot.common.grpcserver import ServiceHost
 from services.embeddings import server as embeddings_server
 from services.embeddings.settings import EmbeddingsSettings

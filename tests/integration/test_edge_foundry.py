@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from edge.app import create_app
-from edge.settings import EdgeSettings
+from edge.shared.settings import EdgeSettings
 from ingot.common.grpcserver import ServiceHost
 from ingot.inference.v1 import inference_service_pb2 as inference_pb2
 from ingot.inference.v1 import inference_service_pb2_grpc as inference_grpc

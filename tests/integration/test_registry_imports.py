@@ -15,7 +15,7 @@ from tests.integration.registry_harness import Registry
 
 @pytest.fixture
 async def registry(tmp_path):
-    running = await Registry(tmp_path / "home", "").start()
+    running = await Registry(tmp_path / "home", "", import_dirs=str(tmp_path)).start()
     yield running
     await running.stop()
 
@@ -59,7 +59,7 @@ async def test_a_file_the_importer_cannot_read_is_invalid_and_named(registry, tm
 @pytest.mark.parametrize(("fields", "code", "words"), [
     ({"path": ""}, grpc.StatusCode.INVALID_ARGUMENT, "'path'"),
     ({"path": "relative/tiny.gguf"}, grpc.StatusCode.INVALID_ARGUMENT, "absolute"),
-    ({"path": "/no/such/file.gguf"}, grpc.StatusCode.NOT_FOUND, "/no/such/file.gguf"),
+    ({"path": "/no/such/file.gguf"}, grpc.StatusCode.PERMISSION_DENIED, "--import-dirs"),
     ({"accuracy": "fp16"}, grpc.StatusCode.INVALID_ARGUMENT, "accuracy"),
     ({"name": "bad name!"}, grpc.StatusCode.INVALID_ARGUMENT, "not a valid model name"),
 ])
@@ -77,3 +77,41 @@ async def test_an_import_never_takes_the_name_of_a_model_from_elsewhere(registry
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf", TinySpec())
     error = await import_error(registry, path=str(gguf), name="Taken-generic-cpu:1")
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS and "HuggingFaceTB" in error.details()
+
+
+async def test_a_missing_file_inside_an_allowed_folder_is_not_found(registry, tmp_path):
+    error = await import_error(registry, path=str(tmp_path / "none.gguf"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "none.gguf" in error.details()
+
+
+async def test_an_import_outside_the_allowed_folders_is_refused_before_the_file_is_read(tmp_path):
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    gguf = write_tiny_gguf(outside / "tiny.gguf", TinySpec())
+    (allowed / "link.gguf").symlink_to(gguf)
+    (allowed / "sub").mkdir()
+    registry = await Registry(tmp_path / "home", "", import_dirs=str(allowed)).start()
+    try:
+        for path in (gguf, allowed / "link.gguf", allowed / "sub" / ".." / ".." / "outside" / "tiny.gguf",
+                     outside / "absent.gguf"):
+            error = await import_error(registry, path=str(path))
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED, path
+            assert str(allowed) in error.details()
+        assert await registry.cached() == []
+    finally:
+        await registry.stop()
+
+
+async def test_by_default_imports_read_only_the_homes_imports_folder(tmp_path):
+    home = tmp_path / "home"
+    registry = await Registry(home, "").start()
+    try:
+        elsewhere = write_tiny_gguf(tmp_path / "tiny.gguf", TinySpec())
+        assert (await import_error(registry, path=str(elsewhere))).code() == grpc.StatusCode.PERMISSION_DENIED
+        (home / "imports").mkdir(parents=True)
+        inside = write_tiny_gguf(home / "imports" / "tiny.gguf", TinySpec())
+        events = await import_events(registry, path=str(inside), name="Tiny-Home-generic-cpu:1")
+        assert events[-1].finished.name == "Tiny-Home-generic-cpu:1"
+    finally:
+        await registry.stop()

@@ -18,7 +18,7 @@ from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from ingot.tokenizer.v1 import tokenizer_service_pb2 as pb
 from ingot.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
-from services.tokenizer.resolver import ModelResolver
+from ingot.common.resolver import ModelResolver
 from services.tokenizer.server import SERVICE_NAME
 from services.tokenizer.servicer import TokenizerServicer
 from tests.conftest import SMOLLM2_ALIAS, SMOLLM2_ID

@@ -5,7 +5,7 @@ import os
 import jwt
 import pytest
 
-from edge.auth import KeyRing, TokenVerifier
+from edge.shared.auth import KeyRing, TokenVerifier
 from tests.security import SigningKey, claims, unsigned, write_jwks
 
 ISSUER, AUDIENCE = "https://issuer.test/", "api://ingot"

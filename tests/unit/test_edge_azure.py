@@ -7,7 +7,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from edge.azure.errors import Unprocessable, azure_body, unsupported
 from edge.azure.params import deployment, extra_parameters
-from edge.errors import Failure
+from edge.shared.errors import Failure
 from ingot.common.errors import InvalidArgument, NotFound
 
 SPEC = {"input", "model"}

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from edge.completions import fit
-from edge.convert import LegacyLogprobs
-from edge.generation import Choices, choice_index, merged
-from edge.parsing import parse_completion_request
+from edge.openai.completions import fit
+from edge.mesh.convert import LegacyLogprobs
+from edge.openai.generation import Choices, choice_index, merged
+from edge.openai.parsing import parse_completion_request
 from ingot.common.errors import InvalidArgument
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as pb

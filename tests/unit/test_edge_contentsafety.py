@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from edge.contentsafety import TermListFilter, check_prompt, watch_output
+from edge.shared.contentsafety import TermListFilter, check_prompt, watch_output
 from ingot.common.errors import InvalidArgument
 from ingot.common.v1 import common_pb2
 from ingot.inference.v1 import inference_service_pb2 as pb

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from edge import convert
-from edge.models import entries
-from edge.parsing import parse_chat_request
+from edge.mesh import convert
+from edge.openai.models import entries
+from edge.openai.parsing import parse_chat_request
 from ingot.common.v1 import common_pb2
 from ingot.registry.v1 import registry_service_pb2 as registry_pb2
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from google.protobuf import struct_pb2
 
-from edge.deployments import Policy, RateLimits
-from edge.schemas import ChatCompletionRequest
+from edge.shared.deployments import Policy, RateLimits
+from edge.openai.schemas import ChatCompletionRequest
 from ingot.common.errors import ResourceExhausted
 from ingot.registry.v1 import registry_service_pb2 as pb
 

@@ -7,7 +7,7 @@ import base64
 import numpy as np
 import pytest
 
-from edge.embeddings_encoding import encode
+from edge.openai.embeddings_encoding import encode
 
 
 def unit_rows(n: int = 3, d: int = 384, seed: int = 0) -> np.ndarray:

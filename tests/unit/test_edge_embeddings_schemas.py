@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edge.embeddings_schemas import (AzureEmbeddingsRequest, OpenAIEmbeddingsRequest, embed_request,
+from edge.mesh.embeddings import embed_request
+from edge.openai.embeddings_schemas import (AzureEmbeddingsRequest, OpenAIEmbeddingsRequest,
                                      parse_inputs)
-from edge.parsing import validate
+from edge.openai.parsing import validate
 from ingot.common.errors import InvalidArgument
 from ingot.embeddings.v1 import embeddings_service_pb2 as pb
 

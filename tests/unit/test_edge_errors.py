@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from edge.errors import ERROR_BODY, Failure, error_middleware
+from edge.shared.errors import ERROR_BODY, Failure, error_middleware
 from ingot.common import errors
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge.parsing import BAD_JSON, param_path, parse_chat_request
+from edge.openai.parsing import BAD_JSON, param_path, parse_chat_request
 from ingot.common.errors import InvalidArgument
 
 USER = {"role": "user", "content": "hi"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.schema_support import UnsupportedSchema, check_request_schema, check_schema
+from edge.openai.schema_support import UnsupportedSchema, check_request_schema, check_schema
 from ingot.common.errors import InvalidArgument
 
 NESTED = {

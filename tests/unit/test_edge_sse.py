@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edge import sse
+from edge.shared import sse
 
 
 def test_one_line_event() -> None:

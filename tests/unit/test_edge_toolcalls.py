@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from edge import toolcalls
-from edge.parsing import parse_chat_request
+from edge.mesh import toolcalls
+from edge.openai.parsing import parse_chat_request
 from ingot.inference.v1 import inference_service_pb2 as pb
 
 PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

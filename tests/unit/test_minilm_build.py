@@ -27,6 +27,25 @@ def test_the_packaged_128_token_truncation_and_padding_are_removed(tmp_path):
     assert tokenizer["truncation"] is None and tokenizer["padding"] is None
 
 
-def test_the_build_key_is_stable_and_names_the_weights():
+def weights_of_size(folder, size: int):
+    folder.mkdir()
+    with open(folder / "model.safetensors", "wb") as weights:
+        weights.truncate(size)
+    return folder
+
+
+def test_the_build_key_is_stable_and_names_the_weights(tmp_path):
     source = minilm.find_source()
     assert minilm.build_key(source) == minilm.build_key(source)
+    # Other source weights (here: another size) must rebuild; the same ones elsewhere must not.
+    small, same_size = weights_of_size(tmp_path / "a", 1000), weights_of_size(tmp_path / "b", 1000)
+    assert minilm.build_key(small) == minilm.build_key(same_size)
+    assert minilm.build_key(small) != minilm.build_key(weights_of_size(tmp_path / "c", 1001))
+    assert minilm.build_key(source) != minilm.build_key(small)
+
+
+def test_the_build_key_changes_with_the_recipe(tmp_path, monkeypatch):
+    source = weights_of_size(tmp_path / "w", 1000)
+    before = minilm.build_key(source)
+    monkeypatch.setattr(minilm, "RECIPE_VERSION", minilm.RECIPE_VERSION + "+next")
+    assert minilm.build_key(source) != before

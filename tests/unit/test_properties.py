@@ -7,7 +7,7 @@ import grpc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.sse import frame
+from edge.shared.sse import frame
 from ingot.common.errors import BY_GRPC_CODE, error_from_rpc, to_trailing_metadata
 from services.inference.stops import Piece, StopMatcher
 from services.registry.catalog import Entry, parse_catalog

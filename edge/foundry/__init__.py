@@ -1,0 +1,1 @@
+"""Foundry Local's own routes: the catalog, downloads, imports, loading and unloading, status and device."""
