@@ -29,7 +29,8 @@ def watched(ingot_home, smollm2_dir, tmp_path_factory):
     metrics_port = free_port_run(4)
     running = Mesh(ingot_home, args=["--log-level", "debug", "--metrics-port", str(metrics_port)],
                    env={"INGOT_TRACE_FILE": str(spans), "INGOT_MAX_CONCURRENT_PER_KEY": "1",
-                        "INGOT_MAX_BODY_BYTES": str(64 * 1024)}).start()
+                        "INGOT_MAX_BODY_BYTES": str(64 * 1024),
+                        "INGOT_RESPONSES_DB": str(tmp_path_factory.mktemp("responses") / "responses.sqlite3")}).start()
     running.spans = spans
     running.metrics_port = metrics_port
     yield running
@@ -124,6 +125,24 @@ def test_a_shared_system_prompt_is_answered_from_the_prompt_cache_and_counted(wa
     assert (_counter(after, "ingot_prompt_cache_reused_tokens_total")
             - _counter(before, "ingot_prompt_cache_reused_tokens_total")) >= 40
     assert "ingot_prompt_cache_bytes" in after and "ingot_prompt_cache_entries" in after
+
+
+def test_a_continued_response_is_answered_from_the_prompt_cache(watched):
+    # previous_response_id replays the stored turn ahead of the new input, so the first turn's whole prompt is a
+    # prefix of the second's: the inference service rewinds the kept generator instead of prefilling it again.
+    url = f"http://127.0.0.1:{watched.metrics_port + 2}/metrics"
+    first = httpx.post(f"{watched.base_url}/v1/responses", timeout=60, json={
+        "model": SMOLLM2_ALIAS, "input": "Name the largest planet of the solar system.", "max_output_tokens": 12})
+    assert first.status_code == 200, first.text
+    before = httpx.get(url, timeout=10).text
+    second = httpx.post(f"{watched.base_url}/v1/responses", timeout=60, json={
+        "model": SMOLLM2_ALIAS, "previous_response_id": first.json()["id"], "input": "And the smallest?",
+        "max_output_tokens": 4})
+    assert second.status_code == 200, second.text
+    after = httpx.get(url, timeout=10).text
+    assert _counter(after, "ingot_prompt_cache_hits_total") == _counter(before, "ingot_prompt_cache_hits_total") + 1
+    assert (_counter(after, "ingot_prompt_cache_reused_tokens_total")
+            - _counter(before, "ingot_prompt_cache_reused_tokens_total")) >= first.json()["usage"]["input_tokens"]
 
 
 def test_a_body_over_the_limit_is_a_413(watched):
