@@ -20,7 +20,7 @@ def redis_server(workdir: Path, host: str = "127.0.0.1") -> Iterator[str]:
     """Starts redis-server without persistence; yields its URL and stops it after."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.fail("redis-server is not installed: `make setup` installs Debian's redis-server package")
+        pytest.fail("redis-server is not installed: `make test` installs Debian's redis-server package")
     port = free_port()
     process = subprocess.Popen(
         [binary, "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no",

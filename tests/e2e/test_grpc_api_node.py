@@ -24,7 +24,7 @@ REPO = NODE_DIR.parents[2]
 @pytest.fixture(scope="module")
 def report(ingot_home, smollm2_dir, minilm_dir) -> dict:
     if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed; `make setup` installs it with the npm packages this test uses")
+        pytest.skip("Node.js is not installed; `make test` installs it with the npm packages this test uses")
     if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
         pytest.fail("the Node.js packages are missing: run `make node-packages` (part of `make setup`)")
     api = start_grpc_mesh(ingot_home)
