@@ -62,7 +62,8 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json | sys
 CHECKOV_VENV := $(INGOT_HOME)/tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha256sum deploy/checkov-requirements.txt | cut -c1-16)
 deploy-tools: $(CHECKOV_STAMP)
-$(CHECKOV_STAMP): deploy/checkov-requirements.txt
+# Keyed by the pin file's content (its hash is in the stamp's name), not its mtime: a fresh clone must not reinstall.
+$(CHECKOV_STAMP):
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet -r deploy/checkov-requirements.txt
 	rm -f $(CHECKOV_VENV)/.installed-*
