@@ -7,10 +7,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import openai
 import pytest
 from tokenizers import Tokenizer
 
 from tests.conftest import SMOLLM2_ALIAS
+from tests.e2e.mesh import Mesh
 
 pytestmark = pytest.mark.e2e
 
@@ -123,6 +125,21 @@ def test_n_streams_interleaved_with_the_right_indices(client):
         assert "".join(p.delta.content or "" for p in parts) == whole.choices[index].message.content
 
 
+@pytest.fixture(scope="module")
+def uncached(ingot_home, smollm2_dir) -> Mesh:
+    # The penalty tests compare the logprobs of two runs of one prompt to 1e-3. A prompt-cache hit prefills the
+    # prompt's tail as a chunk of its own, which moves logprobs in the third decimal (greedy answers stay the
+    # same), so here both runs prefill the whole prompt.
+    running = Mesh(ingot_home, env={"INGOT_PROMPT_CACHE_ENTRIES": "0"}).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def uncached_client(uncached) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{uncached.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
 def greedy_steps(client, **penalty) -> list:
     return sample(client, temperature=0, max_tokens=40, logprobs=True, top_logprobs=20,
                   **penalty).choices[0].logprobs.content
@@ -140,7 +157,8 @@ def comparable_steps(plain: list, penalised: list):
         generated.append(bytes(before.bytes))
 
 
-def test_presence_and_frequency_penalties_move_served_logprobs_by_exactly_openais_formula(client):
+def test_presence_and_frequency_penalties_move_served_logprobs_by_exactly_openais_formula(uncached_client):
+    client = uncached_client
     presence, frequency = 0.2, 0.1
     plain = greedy_steps(client)
     penalised = greedy_steps(client, presence_penalty=presence, frequency_penalty=frequency)
@@ -156,7 +174,9 @@ def test_presence_and_frequency_penalties_move_served_logprobs_by_exactly_openai
     assert penalised_seen >= 10
 
 
-def test_repetition_penalty_moves_served_logprobs_as_hugging_face_defines_it(client, mesh, smollm2_dir):
+def test_repetition_penalty_moves_served_logprobs_as_hugging_face_defines_it(uncached_client, uncached,
+                                                                           smollm2_dir):
+    client, mesh = uncached_client, uncached
     penalty = 1.2
     tokenizer = Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))
     # The whole templated prompt counts as seen, as transformers penalises all of input_ids.
