@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ingot.common import settings
 from ingot.modelbuild.minilm import build_minilm
-from ingot.modelbuild.smollm2 import build_smollm2, build_smollm2_int8
+from ingot.modelbuild.smollm2 import build_smollm2, build_smollm2_exact, build_smollm2_int8
 from ingot.modelbuild.staging import purge_stale
 
 Builder = Callable[..., Path]
@@ -27,8 +27,10 @@ DEFAULT_BUILDERS: list[tuple[str, Builder]] = [
     ("smollm2-135m-instruct", build_smollm2),
     ("all-minilm-l6-v2", build_minilm),
 ]
-# Built on request: the int8 SmolLM2 (the default before GGUF import) needs torch and about a minute.
+# Built on request: the fp32-activation import (seconds) and the int8 SmolLM2 that the builder re-quantises
+# (the default before GGUF import; needs torch and about a minute).
 VARIANT_BUILDERS: dict[str, Builder] = {
+    "smollm2-135m-instruct-exact": build_smollm2_exact,
     "smollm2-135m-instruct-int8": build_smollm2_int8,
 }
 

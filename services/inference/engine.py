@@ -358,12 +358,9 @@ class Engine:
             else:
                 group.speculative = drafts
                 if self._prompt_cache.cacheable(sequence):
-                    # Room beyond this request for the next turn of its conversation, within the context.
-                    # Allocating it costs time when the generator is made, so it never exceeds the prompt:
-                    # a short prompt's next turn is cheap to prefill anyway.
                     context = model.info.context_length or group.max_length
-                    headroom = min(self._prompt_cache.headroom, len(sequence.prompt))
-                    group.capacity = max(group.max_length, min(context, group.max_length + headroom))
+                    group.capacity = max(group.max_length,
+                                         min(context, group.max_length + self._prompt_cache.room(sequence)))
                     group.keep = True
         self._add_group(group)
 

@@ -20,7 +20,7 @@ class InferenceSettings(ServiceSettings):
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per model step on the CPU; 0: one per CPU this process may run on")
     prompt_cache_entries: int = Field(8, ge=0, description="finished one-row generators kept so that a request sharing a long prompt prefix with one (the next turn of a conversation, a shared system prompt) prefills only the rest; 0: no prompt cache")
     prompt_cache_mb: int = Field(512, ge=0, description="KV cache memory the prompt cache may hold, in MB (a kept generator holds its whole KV cache); the least recently used entry goes first; 0: no prompt cache")
-    prompt_cache_headroom_tokens: int = Field(1024, ge=0, description="tokens a generator that may be kept is sized for beyond its own request, room for the next turn of its conversation; never more than its prompt's length, since allocating them delays the first token")
+    prompt_cache_headroom_tokens: int = Field(1024, ge=0, description="the most room, in tokens, a generator that may be kept gets beyond its own request for the next turns of its conversation: its prompt's length, at least 256 (a conversation outgrows it only each time it doubles)")
     speculative_drafts: bool = Field(True, description="let a request running alone with a prompt of 64 tokens or more verify n-gram drafts from its prompt (same answers, faster where it copies); backed off per model when drafts did not pay")
     spin_wait: bool = Field(False, description="let onnxruntime's threads spin for work within a model step "
                             "(they stop when the step ends): faster steps on cores of their own, slower batches "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
-from services.inference.promptcache import MIN_REUSE_TOKENS, Entry, PromptCache, options_key
+from services.inference.promptcache import MIN_REUSE_TOKENS, MIN_ROOM_TOKENS, Entry, PromptCache, options_key
 from services.inference.speculation import DraftPolicy
 
 GREEDY = options_key({"max_length": 100, "do_sample": False})
@@ -24,6 +26,14 @@ def entry(tokens, *, model="m", options=GREEDY, capacity=1000, nbytes=10) -> Ent
 
 def cache(entries=4, max_bytes=100) -> PromptCache:
     return PromptCache(max_entries=entries, max_bytes=max_bytes, headroom=0)
+
+
+def test_a_kept_generators_room_grows_with_its_prompt_between_a_floor_and_the_headroom_setting():
+    prompts = PromptCache(max_entries=4, max_bytes=100, headroom=1024)
+    assert prompts.room(SimpleNamespace(prompt=[1] * 40)) == MIN_ROOM_TOKENS
+    assert prompts.room(SimpleNamespace(prompt=[1] * 600)) == 600
+    assert prompts.room(SimpleNamespace(prompt=[1] * 5000)) == 1024
+    assert PromptCache(max_entries=4, max_bytes=100, headroom=64).room(SimpleNamespace(prompt=[1] * 40)) == 64
 
 
 def test_the_longest_shared_prefix_wins_and_is_rewound_to():
