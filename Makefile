@@ -93,9 +93,9 @@ test-tools: system-packages node-packages deploy-tools
 test: setup test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# `make bench PEERS=1` also measures llama.cpp's llama-server on the same GGUF (chat and gguf benchmarks):
-# INGOT_LLAMA_SERVER or a llama-server on PATH, else bench/peers.py builds one once from the llama-cpp-python
-# sdist into $(INGOT_HOME)/peers/ (a few minutes; nothing of llama.cpp enters the repo).
+# `make bench PEERS=1` also measures llama.cpp's llama-server on the same GGUF (chat, gguf, quality and
+# conversation benchmarks): INGOT_LLAMA_SERVER or a llama-server on PATH, else bench/peers.py builds one once
+# from the llama-cpp-python sdist into $(INGOT_HOME)/peers/ (a few minutes; nothing of llama.cpp enters the repo).
 bench: setup
 	PEERS=$(PEERS) $(BIN)/python -m bench
 

@@ -13,6 +13,8 @@ BENCHMARKS = {
     # Bounded: 4 streams for 1 minute; errors must be 0 and RSS flat after warm-up.
     "soak": "bench.soak",
     "gguf": "bench.gguf",
+    # Top-1 agreement with SmolLM2's GGUF run in fp32, token by token: the default model, both imports, llama.cpp.
+    "quality": "bench.quality",
     # A growing conversation and a shared ~1,000-token system prompt: ingot's prompt cache on and off.
     "conversation": "bench.conversation",
 }

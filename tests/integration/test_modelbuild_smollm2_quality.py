@@ -1,163 +1,66 @@
-"""The default SmolLM2, imported from its Q4_1 GGUF, against that GGUF run in fp32 by transformers.
+"""SmolLM2's Q4_1 GGUF imported with fp32 and with int8 activations, against that GGUF run in fp32 by transformers.
 
-The reference is independent of the importer: transformers reads the GGUF, dequantises it (undoing
-llama.cpp's q/k permutation itself) and runs its own Llama in fp32. Both see the same token ids, teacher-
-forced: every position of every prompt is a next-token prediction. The bar: top-1 agreement ≥ 99.5 % and
-mean KL(reference ‖ imported) ≤ 0.01.
+The reference and its 1096 teacher-forced positions are ingot.modelbuild.reference's (cached under
+$INGOT_HOME/cache/gguf-reference). Each import is built by the test itself into a scratch folder (about 7 s),
+so the bars hold for the importer whichever of the two the default model currently is, and the model runs
+all of a prompt's positions in one prefill through onnxruntime.
 
-transformers takes about 20 s to load the GGUF, so the reference's answer is cached under
-$INGOT_HOME/cache/gguf-reference, keyed by the GGUF's digest, the prompts and the library versions. The
-cache keeps each position's 1024 most likely tokens; the KL is computed over those with the rest lumped into
-one outcome, which can only understate it by the KL inside a tail of (for this model) under 1e-4 mass.
+- fp32 activations (`SmolLM2-135M-Instruct-exact-generic-cpu:1`): top-1 ≥ 99.5 %, mean KL ≤ 0.01.
+- int8 activations (llama.cpp's own arithmetic): top-1 at least llama.cpp's own figure, mean KL bounded.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
+import pytest
 
-from ingot.modelbuild.ggufimport import file_digest
+from ingot.modelbuild.ggufimport import import_gguf
+from ingot.modelbuild.reference import Agreement, agreement, reference
 from ingot.modelbuild.smollm2 import find_gguf
 from tests.ggufmodels import onnx_logits
 
-TOP_K = 1024
-MIN_TOP1 = 0.995
-MAX_MEAN_KL = 0.01
-SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+EXACT_MIN_TOP1 = 0.995
+EXACT_MAX_MEAN_KL = 0.01
+# llama.cpp's own `llama-server` (llama-cpp-python 0.3.36's llama.cpp, 2 threads) on the same GGUF and the same
+# positions agrees on 1062/1096 = 96.9 % (`PEERS=1 python -m bench quality`, 2026-12-07). The int8 import
+# measures 1073/1096 = 97.9 % here in one prefill, and 1080/1096 = 98.5 % token by token in that benchmark.
+INT8_MIN_TOP1 = 0.970
+# Measured 0.0044 (max 0.039 at one position); the bar leaves room for onnxruntime's int8 kernels, which
+# differ between CPUs (VNNI or not), to round a little differently.
+INT8_MAX_MEAN_KL = 0.008
 
 
-def chat(*turns: str) -> str:
-    roles = ("user", "assistant") * len(turns)
-    return SYSTEM + "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in zip(roles, turns))
+@pytest.fixture(scope="module")
+def imports(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("smollm2-imports") / "models"
 
 
-PROMPTS = [
-    chat("What is the capital of France?",
-         "The capital of France is Paris. It is known for the Eiffel Tower, the Louvre and its cafés."),
-    chat("Name three primary colors.",
-         "The three primary colors are red, blue and yellow. Mixing them gives green, orange and purple."),
-    chat("Give me three tips for staying healthy.",
-         "1. Eat a balanced diet with plenty of fruit and vegetables.\n2. Exercise regularly, at least thirty "
-         "minutes a day.\n3. Get enough sleep every night."),
-    chat("Translate 'good morning' into Spanish and German.",
-         "In Spanish, 'good morning' is 'buenos días'. In German, it is 'guten Morgen'."),
-    chat("What is 12 times 12?", "12 times 12 is 144.", "And 13 times 13?", "13 times 13 is 169."),
-    chat("Write a haiku about the sea.", "Waves fold into foam,\nsalt wind carries gull voices,\nthe tide "
-         "breathes and goes."),
-    chat("Explain what a black hole is in two sentences.",
-         "A black hole is a region of space where gravity is so strong that nothing, not even light, can "
-         "escape. It forms when a massive star collapses under its own weight."),
-    chat("How do I reverse a list in Python?",
-         "You can use slicing: `my_list[::-1]` returns a reversed copy, while `my_list.reverse()` reverses "
-         "the list in place."),
-    chat("Summarise the plot of Romeo and Juliet.",
-         "Two young lovers from feuding families in Verona marry in secret. A chain of misunderstandings "
-         "leads both of them to take their own lives, which finally reconciles their families."),
-    chat("What should I pack for a weekend hiking trip?",
-         "Pack sturdy boots, layered clothing, a rain jacket, a map, water, snacks, a first-aid kit, "
-         "sunscreen and a headlamp."),
-    "Once upon a time, in a land far away, there lived a dragon who wanted to learn to paint. Every morning "
-    "she flew to the village and watched the old painter at work, mixing colors on a wooden board.",
-    "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n"
-    "print([fibonacci(i) for i in range(10)])\n",
-    "The mitochondria is the powerhouse of the cell. It produces energy in the form of ATP through a "
-    "process called cellular respiration, which uses oxygen and glucose.",
-    "In 1969, Neil Armstrong and Buzz Aldrin landed on the Moon during the Apollo 11 mission, while "
-    "Michael Collins orbited above in the command module.",
-    "Water boils at 100 degrees Celsius at sea level. At higher altitudes, the air pressure is lower, so "
-    "water boils at a lower temperature, which makes cooking pasta take longer.",
-    "Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make "
-    "glucose and release oxygen into the air.",
-    "The quick brown fox jumps over the lazy dog. This sentence contains every letter of the English "
-    "alphabet at least once, which is why typists use it for practice.",
-    "SELECT name, COUNT(*) AS orders FROM customers JOIN orders ON customers.id = orders.customer_id "
-    "GROUP BY name ORDER BY orders DESC LIMIT 10;",
-    "Dear team,\n\nThank you all for your hard work this quarter. We shipped the new release on time and "
-    "our customers have noticed. Let's celebrate on Friday.\n\nBest regards,\nAnna",
-    "The French Revolution began in 1789 and ended in the late 1790s with the rise of Napoleon. It "
-    "transformed French society, abolishing feudal privileges and proclaiming the rights of man.",
-]
+def _import(models: Path, name: str, accuracy: str) -> Path:
+    return import_gguf(find_gguf(), models, name=name, accuracy=accuracy).path
 
 
-def _reference(gguf: str, prompts: list[str], top_k: int) -> dict[str, np.ndarray]:
-    """In a child process (torch keeps its memory): transformers' fp32 logits, reduced to the top k."""
-    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(gguf)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-    out: dict[str, np.ndarray] = {}
-    for i, text in enumerate(prompts):
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
-        top = torch.topk(logp, top_k, dim=-1)
-        out[f"ids{i}"] = np.array(ids, dtype=np.int64)
-        out[f"top_index{i}"] = top.indices.numpy().astype(np.int32)
-        out[f"top_logp{i}"] = top.values.numpy()
-    return out
-
-
-def reference(ingot_home: Path) -> dict[str, np.ndarray]:
-    import torch
-    import transformers
-
-    gguf = find_gguf()
-    key = hashlib.sha256(json.dumps([file_digest(gguf), transformers.__version__, torch.__version__, TOP_K,
-                                     PROMPTS]).encode()).hexdigest()[:32]
-    cache = ingot_home / "cache" / "gguf-reference" / f"smollm2-{key}.npz"
-    if cache.is_file():
-        with np.load(cache) as data:
-            return dict(data)
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        data = pool.submit(_reference, str(gguf), PROMPTS, TOP_K).result()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(".partial.npz")
-    np.savez_compressed(partial, **data)
-    partial.replace(cache)
-    return data
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - logits.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-
-
-def kl_top_k(ref_index: np.ndarray, ref_logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
-    """KL(p ‖ q) per position over the reference's top k tokens, the remaining tokens lumped as one."""
-    p = np.exp(ref_logp)
-    logq_top = np.take_along_axis(logq, ref_index.astype(np.int64), axis=-1)
-    p_rest = np.clip(1.0 - p.sum(-1), 0.0, 1.0)
-    q_rest = np.clip(1.0 - np.exp(logq_top).sum(-1), 1e-300, 1.0)
-    rest = np.where(p_rest > 0, p_rest * (np.log(np.maximum(p_rest, 1e-300)) - np.log(q_rest)), 0.0)
-    return (p * (ref_logp - logq_top)).sum(-1) + rest
-
-
-def test_imported_smollm2_agrees_with_the_ggufs_fp32_reference(smollm2_dir, ingot_home, record_property, capsys):
-    manifest = json.loads((smollm2_dir / "inference_model.json").read_text())
-    assert "Import" in manifest, f"{smollm2_dir} is not the GGUF import: run `make setup`"
-    data = reference(ingot_home)
-    agree = positions = 0
-    kls = []
-    for i in range(len(PROMPTS)):
-        ids = data[f"ids{i}"].tolist()
-        logq = log_softmax(onnx_logits(smollm2_dir, ids))
-        agree += int((logq.argmax(-1) == data[f"top_index{i}"][:, 0]).sum())
-        positions += len(ids)
-        kls.extend(kl_top_k(data[f"top_index{i}"], data[f"top_logp{i}"], logq).tolist())
-    top1, mean_kl = agree / positions, float(np.mean(kls))
-    record_property("top1_agreement", top1)
-    record_property("mean_kl", mean_kl)
+def _measure(folder: Path, ingot_home: Path, label: str, record_property, capsys) -> Agreement:
+    result = agreement(reference(ingot_home), lambda ids: onnx_logits(folder, ids))
+    record_property("top1_agreement", result.top1)
+    record_property("mean_kl", result.mean_kl)
     with capsys.disabled():
-        print(f"\nimported SmolLM2 vs fp32 GGUF: top-1 {agree}/{positions} = {top1:.2%}, mean KL {mean_kl:.5f}, "
-              f"max KL {max(kls):.4f}")
-    assert top1 >= MIN_TOP1
-    assert mean_kl <= MAX_MEAN_KL
+        print(f"\n{label} vs fp32 GGUF: top-1 {result.agree}/{result.positions} = {result.top1:.2%}, "
+              f"mean KL {result.mean_kl:.5f}, max KL {max(result.kls):.4f}")
+    return result
+
+
+def test_fp32_activation_import_agrees_with_the_ggufs_fp32_reference(imports, ingot_home, record_property,
+                                                                     capsys):
+    folder = _import(imports, "SmolLM2-135M-Instruct-exact-generic-cpu:1", "fp32")
+    result = _measure(folder, ingot_home, "SmolLM2 import, fp32 activations", record_property, capsys)
+    assert result.top1 >= EXACT_MIN_TOP1
+    assert result.mean_kl <= EXACT_MAX_MEAN_KL
+
+
+def test_int8_activation_import_agrees_with_the_reference_at_least_as_well_as_llama_cpp(
+        imports, ingot_home, record_property, capsys):
+    folder = _import(imports, "SmolLM2-135M-Instruct-generic-cpu:1", "int8")
+    result = _measure(folder, ingot_home, "SmolLM2 import, int8 activations", record_property, capsys)
+    assert result.top1 >= INT8_MIN_TOP1
+    assert result.mean_kl <= INT8_MAX_MEAN_KL
