@@ -36,12 +36,13 @@ LLAMA_ARGS = ["-np", "16", "-c", "16384", "--cont-batching", "-t", "2", "--jinja
 
 class Raw(RawModel):
     """The baseline: the model folder through onnxruntime-genai's Generator in this process, with the thread
-    settings the inference service uses by default (one thread per CPU, no spinning)."""
+    settings the inference service uses by default (one thread per CPU, spinning within a step)."""
 
     def __init__(self, folder: Path) -> None:
         from services.inference.models import CpuThreads
+        from services.inference.settings import InferenceSettings
 
-        super().__init__(folder, CpuThreads.for_host())
+        super().__init__(folder, CpuThreads.for_host(0, InferenceSettings().spin_wait))
 
     def stream(self, text: str) -> dict[str, float]:
         ids = self.encode(text)

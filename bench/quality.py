@@ -42,8 +42,9 @@ class Generator(RawModel):
 
     def __init__(self, folder: Path) -> None:
         from services.inference.models import CpuThreads
+        from services.inference.settings import InferenceSettings
 
-        super().__init__(folder, CpuThreads.for_host())
+        super().__init__(folder, CpuThreads.for_host(0, InferenceSettings().spin_wait))
 
     def logits(self, ids: list[int]) -> np.ndarray:
         params = self.og.GeneratorParams(self.model)

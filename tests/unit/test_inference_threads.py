@@ -27,7 +27,7 @@ def test_spinning_threads_stop_spinning_when_a_step_ends() -> None:
     assert CpuThreads.for_host(2, spinning=True).session_options()["session.force_spinning_stop"] == "1"
 
 
-def test_the_service_defaults_to_every_cpu_without_spinning() -> None:
+def test_the_service_defaults_to_every_cpu_spinning_within_steps() -> None:
     settings = InferenceSettings()
     assert settings.intra_op_threads == 0
-    assert settings.spin_wait is False
+    assert settings.spin_wait is True
