@@ -11,6 +11,7 @@ import pytest
 
 SMOLLM2_ID = "SmolLM2-135M-Instruct-generic-cpu:1"
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
+SMOLLM2_EXACT_ID = "SmolLM2-135M-Instruct-exact-generic-cpu:1"
 # Only what a tokenizer needs: copying these makes a cache that lists the model without its weights.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "genai_config.json",
                    "inference_model.json")
@@ -22,12 +23,23 @@ def ingot_home() -> Path:
     return Path(os.environ.get("INGOT_HOME", "~/.ingot")).expanduser()
 
 
+def _built(ingot_home: Path, name: str) -> Path:
+    for manifest in (ingot_home / "models").glob("*/*/inference_model.json"):
+        if json.loads(manifest.read_text()).get("Name") == name:
+            return manifest.parent
+    pytest.fail(f"{name} is not built under {ingot_home}/models: run `make setup` first")
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir(ingot_home: Path) -> Path:
-    for manifest in (ingot_home / "models").glob("*/*/inference_model.json"):
-        if json.loads(manifest.read_text()).get("Name") == SMOLLM2_ID:
-            return manifest.parent
-    pytest.fail(f"{SMOLLM2_ID} is not built under {ingot_home}/models: run `make setup` first")
+    """The default chat model: SmolLM2's GGUF with int8 activations."""
+    return _built(ingot_home, SMOLLM2_ID)
+
+
+@pytest.fixture(scope="session")
+def smollm2_exact_dir(ingot_home: Path) -> Path:
+    """The same GGUF with fp32 activations, whose answers do not depend on how steps are batched or cut."""
+    return _built(ingot_home, SMOLLM2_EXACT_ID)
 
 
 @pytest.fixture()
@@ -48,10 +60,7 @@ MINILM_REFERENCE = Path(__file__).parent / "data" / "all_minilm_l6_v2_reference.
 
 @pytest.fixture(scope="session")
 def minilm_dir(ingot_home: Path) -> Path:
-    for manifest in (ingot_home / "models").glob("*/*/inference_model.json"):
-        if json.loads(manifest.read_text()).get("Name") == MINILM_ID:
-            return manifest.parent
-    pytest.fail(f"{MINILM_ID} is not built under {ingot_home}/models: run `make setup` first")
+    return _built(ingot_home, MINILM_ID)
 
 
 @pytest.fixture(scope="session")

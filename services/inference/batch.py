@@ -125,6 +125,10 @@ class Group:
         assert self.generator is not None and self._prompts is not None
         # onnxruntime-genai takes a batch's prompts in a single call; batch_key keeps them within one chunk.
         width = self.prefill_chunk if self.solo else self.width
+        if not self.model.steps_agree and self.width - self.prefilled - width == 1:
+            # A last chunk of one token would be computed as a decode step is, not as a prefill: the
+            # same prompt must give the same KV however it was cut into chunks (and the prompt cache cuts it).
+            width -= 1
         chunk = self._prompts[:, self.prefilled:self.prefilled + width]
         self.generator.append_tokens(chunk)
         self.prefilled += chunk.shape[1]

@@ -44,6 +44,10 @@ class LoadedModel:
     generated_tokens: int = 0
     # What one token's keys and values take in a generator's KV cache, which is allocated for max_length.
     kv_bytes_per_token: int = 0
+    # Whether a token's logits and KV come out the same however many tokens a step computes. Not with int8
+    # activations: onnxruntime's one-row kernel rounds differently from its many-row one (logits differ
+    # by up to ~0.5; any step of 2 or more tokens agrees bit for bit with any other). See steps_agree.
+    steps_agree: bool = True
 
     @property
     def id(self) -> str:
@@ -153,7 +157,19 @@ def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id
         execution_provider=provider,
         ttl_seconds=ttl_seconds,
         kv_bytes_per_token=_kv_bytes_per_token(genai["model"]["decoder"], provider),
+        steps_agree=steps_agree(path),
     )
+
+
+def steps_agree(path: Path) -> bool:
+    """Whether one-token steps (decoding) compute as multi-token steps (prefill, a batch, drafts) do. A GGUF
+    import records its arithmetic; int8 activations are the one known not to. Other models are taken to
+    agree, as onnxruntime-genai's fp32 builds do to within 1e-4."""
+    try:
+        manifest = json.loads((path / "inference_model.json").read_text())
+    except (OSError, ValueError):
+        return True
+    return (manifest.get("Import") or {}).get("accuracy") != "int8"
 
 
 def _kv_bytes_per_token(decoder: dict, provider: str) -> int:

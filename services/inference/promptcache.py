@@ -79,6 +79,9 @@ class Entry:
     capacity: int
     nbytes: int
     speculative: bool = False
+    # How many leading tokens' KV a new request may reuse: all the generator holds, or where one-token
+    # steps compute differently (LoadedModel.steps_agree) only its prompt's, which were prefilled.
+    reusable: int | None = None
     reuse: int = field(default=0, repr=False)
 
 
@@ -115,8 +118,12 @@ class PromptCache:
                     or (entry.speculative and not drafts)):
                 continue
             # At least one prompt token must be appended to get the next position's logits, and the last
-            # token the generator holds has no KV yet.
-            reuse = min(common_prefix(entry.tokens, ids), len(ids) - 1, len(entry.tokens) - 1)
+            # token the generator holds has no KV yet. Where only prefilled KV is reusable, the rest of
+            # the prompt is prefilled as at least two tokens, as it would be without the cache.
+            if entry.reusable is None:
+                reuse = min(common_prefix(entry.tokens, ids), len(ids) - 1, len(entry.tokens) - 1)
+            else:
+                reuse = min(common_prefix(entry.tokens, ids), len(ids) - 2, entry.reusable)
             # Oldest first: on a tie the most recent entry wins, made under the latest draft policy.
             if reuse >= MIN_REUSE_TOKENS and (best is None or reuse >= best.reuse):
                 entry.reuse = reuse
@@ -169,7 +176,8 @@ class PromptCache:
             return
         self.put(Entry(model_id=group.model.id, options=options_key(row.search_options), generator=generator,
                        tokens=np.asarray(generator.get_sequence(0), dtype=np.int32), capacity=group.capacity,
-                       nbytes=group.capacity * group.model.kv_bytes_per_token, speculative=group.speculative))
+                       nbytes=group.capacity * group.model.kv_bytes_per_token, speculative=group.speculative,
+                       reusable=None if group.model.steps_agree else len(row.prompt)))
 
     def put(self, entry: Entry) -> None:
         """Keeps a finished generator, evicting the least recently used entries to stay within bounds."""

@@ -6,7 +6,8 @@ proposes what followed as a draft that one forward pass verifies; the answer is 
 on the default model with the raw Generator: a copy-heavy prompt 54 → 86 tokens/s, a free-form story
 79 → 70. So drafts are tried only where they can pay and are backed off where they did not:
 - only a sequence alone in its generator (drafts need batch 1), with nothing that reads or rewrites each
-  step's logits (logprobs, logit bias, penalties, a grammar), and a prompt long enough to copy from;
+  step's logits (logprobs, logit bias, penalties, a grammar), and a prompt long enough to copy from, of a
+  model whose multi-token steps compute as its one-token steps do (not int8 activations);
 - within a request, onnxruntime-genai's own cooldown pauses drafting after failed rounds;
 - across requests, a model whose last drafting request ran slower than plain decoding (its own observed
   speedup, from `get_speculative_stats`) skips drafts for the next 1, 2, 4 ... 32 eligible requests, then
@@ -37,7 +38,11 @@ class DraftPolicy:
         self._models: dict[str, _ModelState] = {}
 
     def eligible(self, sequence) -> bool:
-        return (self.enabled and sequence.guidance is None and not sequence.score_prompt
+        # Verifying drafts computes several tokens in one step; where that rounds differently from decoding
+        # one token (int8 activations), drafts would change the answer.
+        model = sequence.model
+        return (self.enabled and (model is None or model.steps_agree)
+                and sequence.guidance is None and not sequence.score_prompt
                 and sequence.processor is None and sequence.top_logprobs is None
                 and len(sequence.prompt) >= MIN_PROMPT_TOKENS)
 

@@ -1,4 +1,7 @@
-"""The engine's scheduler with the real model: batching, cancellation inside a batch, fairness."""
+"""The engine's scheduler with the real model: batching, cancellation inside a batch, fairness.
+
+On SmolLM2 with fp32 activations, whose answers do not depend on how many rows a step computes; with int8
+activations (the default model) a batched row's kernel rounds differently from a lone one's."""
 
 from __future__ import annotations
 
@@ -19,16 +22,16 @@ QUESTIONS = ["Name three primary colors.", "Write a haiku about the sea and the 
 
 
 @pytest.fixture(scope="module")
-def encode(smollm2_dir):
-    tokenizer = Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))
+def encode(smollm2_exact_dir):
+    tokenizer = Tokenizer.from_file(str(smollm2_exact_dir / "tokenizer.json"))
     return lambda q: tokenizer.encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n",
                                       add_special_tokens=False).ids
 
 
 @pytest.fixture()
-async def engine(smollm2_dir):
+async def engine(smollm2_exact_dir):
     made = Engine(max_active=16, max_waiting=16, prefill_chunk=64, max_batch=8)
-    info = registry_pb.ModelInfo(id="m", path=str(smollm2_dir), context_length=8192, size_bytes=1)
+    info = registry_pb.ModelInfo(id="m", path=str(smollm2_exact_dir), context_length=8192, size_bytes=1)
     made.start()
     await made.ensure_loaded(info)
     yield made

@@ -1,9 +1,8 @@
 """SmolLM2's Q4_1 GGUF imported with fp32 and with int8 activations, against that GGUF run in fp32 by transformers.
 
 The reference and its 1096 teacher-forced positions are ingot.modelbuild.reference's (cached under
-$INGOT_HOME/cache/gguf-reference). Each import is built by the test itself into a scratch folder (about 7 s),
-so the bars hold for the importer whichever of the two the default model currently is, and the model runs
-all of a prompt's positions in one prefill through onnxruntime.
+$INGOT_HOME/cache/gguf-reference). Both imports are the ones `make setup` builds (the default model has int8
+activations), and the model runs all of a prompt's positions in one prefill through onnxruntime.
 
 - fp32 activations (`SmolLM2-135M-Instruct-exact-generic-cpu:1`): top-1 ≥ 99.5 %, mean KL ≤ 0.01.
 - int8 activations (llama.cpp's own arithmetic): top-1 at least llama.cpp's own figure, mean KL bounded.
@@ -11,13 +10,10 @@ all of a prompt's positions in one prefill through onnxruntime.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import pytest
-
-from ingot.modelbuild.ggufimport import import_gguf
 from ingot.modelbuild.reference import Agreement, agreement, reference
-from ingot.modelbuild.smollm2 import find_gguf
 from tests.ggufmodels import onnx_logits
 
 EXACT_MIN_TOP1 = 0.995
@@ -31,13 +27,8 @@ INT8_MIN_TOP1 = 0.970
 INT8_MAX_MEAN_KL = 0.008
 
 
-@pytest.fixture(scope="module")
-def imports(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("smollm2-imports") / "models"
-
-
-def _import(models: Path, name: str, accuracy: str) -> Path:
-    return import_gguf(find_gguf(), models, name=name, accuracy=accuracy).path
+def _accuracy(folder: Path) -> str:
+    return json.loads((folder / "inference_model.json").read_text())["Import"]["accuracy"]
 
 
 def _measure(folder: Path, ingot_home: Path, label: str, record_property, capsys) -> Agreement:
@@ -50,17 +41,19 @@ def _measure(folder: Path, ingot_home: Path, label: str, record_property, capsys
     return result
 
 
-def test_fp32_activation_import_agrees_with_the_ggufs_fp32_reference(imports, ingot_home, record_property,
-                                                                     capsys):
-    folder = _import(imports, "SmolLM2-135M-Instruct-exact-generic-cpu:1", "fp32")
+def test_fp32_activation_import_agrees_with_the_ggufs_fp32_reference(smollm2_exact_dir, ingot_home,
+                                                                     record_property, capsys):
+    folder = smollm2_exact_dir
+    assert _accuracy(folder) == "fp32"
     result = _measure(folder, ingot_home, "SmolLM2 import, fp32 activations", record_property, capsys)
     assert result.top1 >= EXACT_MIN_TOP1
     assert result.mean_kl <= EXACT_MAX_MEAN_KL
 
 
 def test_int8_activation_import_agrees_with_the_reference_at_least_as_well_as_llama_cpp(
-        imports, ingot_home, record_property, capsys):
-    folder = _import(imports, "SmolLM2-135M-Instruct-generic-cpu:1", "int8")
+        smollm2_dir, ingot_home, record_property, capsys):
+    folder = smollm2_dir
+    assert _accuracy(folder) == "int8"
     result = _measure(folder, ingot_home, "SmolLM2 import, int8 activations", record_property, capsys)
     assert result.top1 >= INT8_MIN_TOP1
     assert result.mean_kl <= INT8_MAX_MEAN_KL

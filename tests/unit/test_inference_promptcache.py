@@ -36,6 +36,15 @@ def test_a_kept_generators_room_grows_with_its_prompt_between_a_floor_and_the_he
     assert PromptCache(max_entries=4, max_bytes=100, headroom=64).room(SimpleNamespace(prompt=[1] * 40)) == 64
 
 
+def test_where_only_prefilled_kv_is_reusable_the_answer_is_prefilled_again_and_two_tokens_at_least():
+    prompts = cache()
+    made = entry(range(300))  # a 200-token prompt and its 100-token answer
+    made.reusable = 200
+    prompts.put(made)
+    assert prompts.find("m", GREEDY, list(range(280)) + [7], need=400).reuse == 200
+    assert prompts.find("m", GREEDY, list(range(150)), need=400).reuse == 148
+
+
 def test_the_longest_shared_prefix_wins_and_is_rewound_to():
     prompts = cache()
     short, long = entry(list(range(50)) + [7] * 10), entry(list(range(80)) + [9] * 10)
@@ -120,7 +129,7 @@ def test_no_entries_or_no_bytes_means_no_cache():
 
 class Candidate:
     def __init__(self, prompt_tokens: int = 100, **fields) -> None:
-        self.model_id, self.prompt = "m", [1] * prompt_tokens
+        self.model_id, self.prompt, self.model = "m", [1] * prompt_tokens, SimpleNamespace(steps_agree=True)
         self.guidance, self.score_prompt, self.processor, self.top_logprobs = None, False, None, None
         self.__dict__.update(fields)
 
@@ -131,6 +140,7 @@ def test_drafts_only_for_long_prompts_with_untouched_logits():
     assert not policy.choose(Candidate(prompt_tokens=10))
     assert not policy.choose(Candidate(top_logprobs=0))
     assert not policy.choose(Candidate(guidance=("regex", "a+")))
+    assert not policy.choose(Candidate(model=SimpleNamespace(steps_agree=False)))
     assert not DraftPolicy(enabled=False).choose(Candidate())
 
 
