@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 _IDLE_TICK_S = 1.0
 # The longest a burst may keep its first request waiting, in batch windows.
 _BURST_WINDOWS = 4
+# Answer tokens settled per idle round: a request arriving meanwhile waits for at most one such prefill
+# (about 0.15 s on 2 cores).
+_SETTLE_CHUNK = 64
 
 
 @dataclass(eq=False)
@@ -179,8 +182,12 @@ class Engine:
         while True:
             hold = self._admission_hold()
             idle = not self._groups and (not self._waiting or hold > 0)
-            if not self._drain_commands(timeout=(hold or _IDLE_TICK_S) if idle else None):
+            # Nothing to step or admit: settle kept answers for reuse (promptcache.settle) before sleeping.
+            settling = not self._groups and not self._waiting and self._prompt_cache.unsettled() is not None
+            if not self._drain_commands(timeout=(hold or _IDLE_TICK_S) if idle and not settling else None):
                 break
+            if settling and not self._waiting:
+                self._prompt_cache.settle(_SETTLE_CHUNK)
             if self._admission_hold() == 0:
                 self._admit()
             # Round robin over groups: every stream moves one step per round, batched or not.

@@ -13,6 +13,9 @@ What limits it:
   options, and its KV cache was allocated for `capacity` tokens (prompt and answer), which the request
   must fit in. Sequences that may be kept are made with room beyond their own need for the next turns
   (`room`).
+- With int8 activations a decoded token's KV differs from a prefilled one's, so a kept answer is reused
+  only once `settle` has prefilled it again, which the engine does while idle: the next turn still
+  answers exactly as an uncached run does.
 - Entries are bounded by count and by the bytes of their KV caches (preallocated for their capacity);
   the least recently used goes first. An entry is taken out while a request uses it, so it is never
   shared, and it returns only when that request finished normally: a cancelled or failed request's
@@ -37,6 +40,9 @@ REUSED_TOKENS = Counter("ingot_prompt_cache_reused_tokens_total", "prompt tokens
                         "cache instead of being prefilled", ["model"])
 EVICTIONS = Counter("ingot_prompt_cache_evictions_total", "cached prompts dropped to stay within the bounds",
                     ["model"])
+SETTLED_TOKENS = Counter("ingot_prompt_cache_settled_tokens_total", "answer tokens prefilled again while idle so "
+                         "that the next turn reuses them (models whose one-token steps round differently)",
+                         ["model"])
 ENTRIES = Gauge("ingot_prompt_cache_entries", "finished generators kept for prompt reuse")
 BYTES = Gauge("ingot_prompt_cache_bytes", "KV cache bytes held by the prompt cache's generators")
 
@@ -79,8 +85,9 @@ class Entry:
     capacity: int
     nbytes: int
     speculative: bool = False
-    # How many leading tokens' KV a new request may reuse: all the generator holds, or where one-token
-    # steps compute differently (LoadedModel.steps_agree) only its prompt's, which were prefilled.
+    # How many leading tokens' KV a new request may reuse: None, all the generator holds; where one-token
+    # steps compute differently (LoadedModel.steps_agree), only what was prefilled: its prompt's at first,
+    # its answer's too once settled (see settle).
     reusable: int | None = None
     reuse: int = field(default=0, repr=False)
 
@@ -190,6 +197,38 @@ class PromptCache:
             self._bytes -= oldest.nbytes
             EVICTIONS.labels(oldest.model_id).inc()
         self._publish()
+
+    def unsettled(self) -> Entry | None:
+        """The most recently used entry whose answer is not yet reusable, if any."""
+        for entry in reversed(self._entries.values()):
+            if entry.reusable is not None and len(entry.tokens) - entry.reusable >= 2:
+                return entry
+        return None
+
+    def settle(self, chunk: int) -> None:
+        """Prefills up to `chunk` tokens of the most recently used entry's answer again, so that the next
+        turn of its conversation reuses them. Where one-token steps compute differently from prefills
+        (int8 activations), a decoded answer's KV is not what prefilling the next turn's prompt gives, so
+        only prefilled KV is reused; the engine calls this while it has nothing else to do (a user
+        reading the answer), and the next turn prefills only its question, with the answer a full
+        prefill gives. Never leaves one token for later: that would be a one-token step."""
+        entry = self.unsettled()
+        if entry is None:
+            return
+        start, total = entry.reusable, len(entry.tokens)
+        end = min(total, start + chunk)
+        if total - end == 1:
+            end -= 1
+        try:
+            entry.generator.rewind_to(start)
+            entry.generator.append_tokens(entry.tokens[start:end])
+        except Exception:  # noqa: BLE001 - a generator that cannot settle is dropped, not kept half-done
+            self._entries.pop(id(entry), None)
+            self._bytes -= entry.nbytes
+            self._publish()
+            return
+        entry.reusable = end
+        SETTLED_TOKENS.labels(entry.model_id).inc(end - start)
 
     def drop_model(self, model_id: str) -> None:
         """Forgets a model's entries (it is being unloaded: their KV caches go with it)."""

@@ -118,6 +118,30 @@ async def test_each_turn_of_a_conversation_reuses_the_last_and_answers_as_a_full
         turns.append(("assistant", tokenizer.decode(reply)))
 
 
+async def settled(engine: Engine) -> bool:
+    """Whether the engine has, while idle, prefilled the kept answers again (promptcache.settle)."""
+    for _ in range(500):
+        if len(engine._prompt_cache) and engine._prompt_cache.unsettled() is None:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_a_settled_answer_is_reused_by_the_next_turn_which_answers_as_a_full_prefill_would(engines,
+                                                                                                 tokenizer):
+    cached, plain = engines
+    turns = [("system", SYSTEM), ("user", "Do you sell drills?")]
+    first = render(tokenizer, turns)
+    reply = await answer(cached, first, 30)
+    assert await settled(cached)
+    turns += [("assistant", tokenizer.decode(reply)), ("user", "And what do they cost?")]
+    prompt = render(tokenizer, turns)
+    before = hits()
+    assert await answer(cached, prompt) == await answer(plain, prompt)
+    # The prompt and the answer before it came from the cache: only the new question was prefilled.
+    assert hits()[1] - before[1] >= len(first) + len(reply)
+
+
 async def test_requests_sharing_a_system_prompt_prefill_only_their_question(engines, tokenizer):
     cached, plain = engines
     questions = ("Do you sell glue?", "What colour of paint do you have?", "Can I buy one nail?")

@@ -15,9 +15,13 @@ GREEDY = options_key({"max_length": 100, "do_sample": False})
 class Rewindable:
     def __init__(self) -> None:
         self.rewound_to: int | None = None
+        self.appended: list[list[int]] = []
 
     def rewind_to(self, n: int) -> None:
         self.rewound_to = n
+
+    def append_tokens(self, tokens) -> None:
+        self.appended.append([int(t) for t in tokens])
 
 
 def entry(tokens, *, model="m", options=GREEDY, capacity=1000, nbytes=10) -> Entry:
@@ -43,6 +47,19 @@ def test_where_only_prefilled_kv_is_reusable_the_answer_is_prefilled_again_and_t
     prompts.put(made)
     assert prompts.find("m", GREEDY, list(range(280)) + [7], need=400).reuse == 200
     assert prompts.find("m", GREEDY, list(range(150)), need=400).reuse == 148
+
+
+def test_settling_prefills_a_kept_answer_again_in_chunks_that_never_leave_one_token():
+    prompts = cache()
+    made = entry(range(300))  # a 200-token prompt and its 100-token answer
+    made.reusable = 200
+    prompts.put(made)
+    prompts.settle(99)
+    assert (made.generator.rewound_to, made.generator.appended[-1], made.reusable) == (200, list(range(200, 298)), 298)
+    assert prompts.unsettled() is made
+    prompts.settle(99)
+    assert made.reusable == 300 and prompts.unsettled() is None
+    assert prompts.find("m", GREEDY, list(range(300)) + [5, 6, 7], need=400).reuse == 300
 
 
 def test_the_longest_shared_prefix_wins_and_is_rewound_to():
