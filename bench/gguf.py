@@ -1,11 +1,11 @@
-"""The GGUF import against the int8 build (and llama.cpp's server with PEERS=1), on SmolLM2's Q4_1 file.
+"""The GGUF imports against the int8 build (and llama.cpp's server with PEERS=1), on SmolLM2's Q4_1 file.
 
 Engines measured in this process, one stream, greedy, interleaved round by round so that a noisy machine
 slows every engine alike:
 
-- import: the default model, `SmolLM2-135M-Instruct-generic-cpu:1`, the GGUF's blocks with fp32 activations;
-- import-int8: the same file imported with `--accuracy int8` (llama.cpp's int8-activation arithmetic), built
-  into a scratch folder for the run;
+- import: the default model, `SmolLM2-135M-Instruct-generic-cpu:1`, the GGUF's blocks with int8 activations
+  (llama.cpp's arithmetic);
+- import-fp32: `SmolLM2-135M-Instruct-exact-generic-cpu:1`, the same file with fp32 activations;
 - int8: the variant `SmolLM2-135M-Instruct-int8-generic-cpu:1` (transformers + the onnxruntime-genai builder),
   built on first use (about a minute, needs torch);
 - llama.cpp (PEERS=1): `llama-server` (bench/peers.py: INGOT_LLAMA_SERVER, else on PATH, else built once into
@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -32,6 +30,7 @@ from bench.peers import LlamaServerProcess, llama_server
 from bench.raw import RawModel
 
 DEFAULT = Path("models/HuggingFaceTB/SmolLM2-135M-Instruct-generic-cpu-1")
+EXACT = Path("models/HuggingFaceTB/SmolLM2-135M-Instruct-exact-generic-cpu-1")
 DECODE_TOKENS = 128
 TOPICS = ("a lighthouse keeper", "a clockmaker", "a desert caravan", "a deep-sea diver", "a mountain village",
           "a library at night", "a river barge", "an orchard in autumn", "a glass blower", "a lost kite")
@@ -113,7 +112,6 @@ def _ensure_int8(home: Path) -> Path:
 
 
 def run(config) -> dict[str, Any]:
-    from ingot.modelbuild.ggufimport import import_gguf
     from ingot.modelbuild.smollm2 import find_gguf
 
     home, rounds = Path(config.home), max(int(config.rounds), 3)
@@ -122,11 +120,9 @@ def run(config) -> dict[str, Any]:
     if "Import" not in manifest:
         raise RuntimeError(f"{default} is not the GGUF import: run `make setup` on this branch")
     gguf = find_gguf()
-    scratch = Path(tempfile.mkdtemp(prefix="bench-gguf-"))
     engines: list[Any] = []
     try:
-        fast = import_gguf(gguf, scratch / "models", name="smollm2-import-int8", accuracy="int8")
-        engines = [Engine("import", default), Engine("import-int8", fast.path), Engine("int8", _ensure_int8(home))]
+        engines = [Engine("import", default), Engine("import-fp32", home / EXACT), Engine("int8", _ensure_int8(home))]
         if os.environ.get("PEERS") == "1":
             engines.append(LlamaServer(llama_server(home), gguf))
         for engine in engines:
@@ -139,7 +135,6 @@ def run(config) -> dict[str, Any]:
         for engine in engines:
             if isinstance(engine, LlamaServer):
                 engine.close()
-        shutil.rmtree(scratch, ignore_errors=True)
     medians = {name: {key: statistics.median(r[key] for r in rs) for key in ("prefill", "decode")}
                for name, rs in runs.items()}
     ratios = {f"import/{name}": {key: medians["import"][key] / value for key, value in m.items()}
