@@ -12,6 +12,7 @@ import pytest
 SMOLLM2_ID = "SmolLM2-135M-Instruct-generic-cpu:1"
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_EXACT_ID = "SmolLM2-135M-Instruct-exact-generic-cpu:1"
+SMOLLM2_EXACT_ALIAS = "smollm2-135m-instruct-exact"
 # Only what a tokenizer needs: copying these makes a cache that lists the model without its weights.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "genai_config.json",
                    "inference_model.json")
