@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -17,10 +18,28 @@ READY = re.compile(r"^ingot serve: (\S+) ready on (\S+) \(pid (\d+)\)")
 STARTUP_TIMEOUT_S = 120
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# A port the kernel would hand out for listen(0) may be taken by one of the mesh's own services (which
+# listen on port 0) between choosing it here and the edge binding it; so choose below that range.
+_PORTS = range(10000, max(10001, _ephemeral_start()))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    for _ in range(1000):
+        port = random.choice(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def free_port_run(count: int) -> int:
