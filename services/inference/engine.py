@@ -38,8 +38,9 @@ _IDLE_TICK_S = 1.0
 # The longest a burst may keep its first request waiting, in batch windows.
 _BURST_WINDOWS = 4
 # Answer tokens settled per idle round: a request arriving meanwhile waits for at most one such prefill
-# (about 0.15 s on 2 cores).
-_SETTLE_CHUNK = 64
+# (about 70 ms on 2 cores); and how long the engine must have been idle before it settles anything.
+_SETTLE_CHUNK = 32
+_SETTLE_AFTER_S = 0.25
 
 
 @dataclass(eq=False)
@@ -113,6 +114,7 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="ingot-engine", daemon=True)
         self._stopped = threading.Event()
         self._next_expiry_check = 0.0
+        self._last_busy = 0.0
 
     # ----- called from the event loop -----
     def start(self) -> None:
@@ -180,13 +182,18 @@ class Engine:
     # ----- the engine thread -----
     def _run(self) -> None:
         while True:
+            now = time.monotonic()
+            if self._groups or self._waiting:
+                self._last_busy = now
             hold = self._admission_hold()
             idle = not self._groups and (not self._waiting or hold > 0)
-            # Nothing to step or admit: settle kept answers for reuse (promptcache.settle) before sleeping.
-            settling = not self._groups and not self._waiting and self._prompt_cache.unsettled() is not None
-            if not self._drain_commands(timeout=(hold or _IDLE_TICK_S) if idle and not settling else None):
+            settle_in = self._settle_in(now)
+            timeout = (hold or _IDLE_TICK_S) if idle else None
+            if timeout is not None and settle_in is not None:
+                timeout = min(timeout, settle_in)
+            if not self._drain_commands(timeout=timeout):
                 break
-            if settling and not self._waiting:
+            if settle_in == 0 and not self._waiting:
                 self._prompt_cache.settle(_SETTLE_CHUNK)
             if self._admission_hold() == 0:
                 self._admit()
@@ -197,6 +204,14 @@ class Engine:
             # Generator calls hold the GIL; yielding it once per round keeps the gRPC event loop responsive.
             time.sleep(0)
         self._shutdown()
+
+    def _settle_in(self, now: float) -> float | None:
+        """Seconds until kept answers may be settled (promptcache.settle); None: nothing to settle, or busy.
+        Only after a pause: a client that sends its next request at once (an API caller, a benchmark) never
+        waits behind a settle, while a person reading the answer gives it all the time it needs."""
+        if self._groups or self._waiting or self._prompt_cache.unsettled() is None:
+            return None
+        return max(0.0, self._last_busy + _SETTLE_AFTER_S - now)
 
     def _drain_commands(self, *, timeout: float | None) -> bool:
         """Handles queued commands; waits up to `timeout` for one when there is nothing else to do."""
