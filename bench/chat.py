@@ -67,7 +67,9 @@ def run(config) -> dict[str, Any]:
     texts = prompts(rounds, offset=3)
     # Built (once) before anything is measured, so that a failed build costs no measurements.
     binary = llama_server(config.home) if os.environ.get("PEERS") == "1" else None
-    with Mesh(config.home) as mesh:
+    # Its prompts share nothing to reuse, and settling answers in the pauses would take the CPU from the raw
+    # baseline measured in those same pauses.
+    with Mesh(config.home, {"INGOT_PROMPT_CACHE_SETTLE": "false"}) as mesh:
         ingot = Server(mesh.base_url, MODEL)
         idle_baseline = mesh.rss_mb("inference")
         httpx.get(f"{mesh.base_url}/openai/load/{MODEL}", timeout=120).raise_for_status()

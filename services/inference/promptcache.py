@@ -93,8 +93,9 @@ class Entry:
 
 
 class PromptCache:
-    def __init__(self, *, max_entries: int, max_bytes: int, headroom: int) -> None:
+    def __init__(self, *, max_entries: int, max_bytes: int, headroom: int, settle: bool = True) -> None:
         self.max_entries = max_entries
+        self.settles = settle
         self.max_bytes = max_bytes
         self.headroom = headroom
         self._entries: OrderedDict[int, Entry] = OrderedDict()
@@ -199,7 +200,9 @@ class PromptCache:
         self._publish()
 
     def unsettled(self) -> Entry | None:
-        """The most recently used entry whose answer is not yet reusable, if any."""
+        """The most recently used entry whose answer is not yet reusable, if any (and settling is on)."""
+        if not self.settles:
+            return None
         for entry in reversed(self._entries.values()):
             if entry.reusable is not None and len(entry.tokens) - entry.reusable >= 2:
                 return entry

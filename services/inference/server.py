@@ -37,7 +37,8 @@ def build(server, config: InferenceSettings):
                     threads=CpuThreads.for_host(config.intra_op_threads, config.spin_wait),
                     prompt_cache=PromptCache(max_entries=config.prompt_cache_entries,
                                              max_bytes=config.prompt_cache_mb * 2**20,
-                                             headroom=config.prompt_cache_headroom_tokens),
+                                             headroom=config.prompt_cache_headroom_tokens,
+                                             settle=config.prompt_cache_settle),
                     drafts=DraftPolicy(config.speculative_drafts))
     engine.start()
     registry_channel = mesh_channel(config.registry_address, channel_credentials(config))

@@ -21,6 +21,7 @@ class InferenceSettings(ServiceSettings):
     prompt_cache_entries: int = Field(8, ge=0, description="finished one-row generators kept so that a request sharing a long prompt prefix with one (the next turn of a conversation, a shared system prompt) prefills only the rest; 0: no prompt cache")
     prompt_cache_mb: int = Field(512, ge=0, description="KV cache memory the prompt cache may hold, in MB (a kept generator holds its whole KV cache); the least recently used entry goes first; 0: no prompt cache")
     prompt_cache_headroom_tokens: int = Field(1024, ge=0, description="the most room, in tokens, a generator that may be kept gets beyond its own request for the next turns of its conversation: its prompt's length, at least 256 (a conversation outgrows it only each time it doubles)")
+    prompt_cache_settle: bool = Field(True, description="where a decoded token's KV differs from a prefilled one's (int8 activations), prefill each kept answer again once the engine has been idle for 0.25 s, so that the next turn of its conversation prefills only its question; costs one prefill of each answer")
     speculative_drafts: bool = Field(True, description="let a request running alone with a prompt of 64 tokens or more verify n-gram drafts from its prompt (same answers, faster where it copies); backed off per model when drafts did not pay")
     spin_wait: bool = Field(True, description="let onnxruntime's threads spin for work between the parallel "
                             "sections of a model step and stop the moment it ends (measured on 2 cores: one "
