@@ -40,6 +40,8 @@ _BURST_WINDOWS = 4
 # Answer tokens settled per idle round: a request arriving meanwhile waits for at most one such prefill
 # (about 70 ms on 2 cores); and how long the engine must have been idle before it settles anything.
 _SETTLE_CHUNK = 32
+# A prompt cache hit that reuses fewer tokens runs alone only when nothing else would share its batch.
+_ALONE_REUSE_TOKENS = 256
 _SETTLE_AFTER_S = 0.25
 
 
@@ -309,7 +311,8 @@ class Engine:
         if not self._waiting or batch_key(self._waiting[0], self._prefill_chunk) is None:
             return 0.0
         # A request that reuses a cached prefix runs alone anyway: waiting for company would only delay it.
-        if self._prompt_cache.lookup(self._waiting[0]) is not None:
+        entry = self._prompt_cache.lookup(self._waiting[0])
+        if entry is not None and self._worth_running_alone(self._waiting[0], entry, crowded=len(self._waiting) > 1):
             return 0.0
         return self._hold(self._waiting)
 
@@ -345,7 +348,8 @@ class Engine:
                 continue
             room -= 1
             entry = self._prompt_cache.lookup(sequence)
-            if entry is not None:
+            if entry is not None and self._worth_running_alone(sequence, entry,
+                                                               crowded=bool(self._waiting or batchable)):
                 self._start_group([sequence], entry)
                 continue
             self._prompt_cache.count_miss(sequence)
@@ -363,6 +367,15 @@ class Engine:
                 else:
                     self._start_group(chunk)
         self._waiting.extendleft(reversed(sorted(held, key=lambda s: s.submitted_at)))
+
+    def _worth_running_alone(self, sequence: Sequence, entry: Entry, *, crowded: bool) -> bool:
+        """Whether a prompt cache hit should run alone (only a lone generator can be rewound) rather than
+        in a batch. A long reuse always should; a short one (chat prompts that open alike) saves a few
+        tens of ms of prefill, less than a lone row costs a busy engine at every step, so it joins the
+        batch when others are running or arriving with it."""
+        if entry.reuse >= _ALONE_REUSE_TOKENS or batch_key(sequence, self._prefill_chunk) is None:
+            return True
+        return not (crowded or self._groups)
 
     def _start_group(self, rows: list[Sequence], entry: Entry | None = None) -> None:
         model = self._models[rows[0].model_id]

@@ -154,6 +154,30 @@ async def test_requests_sharing_a_system_prompt_prefill_only_their_question(engi
     assert hits()[1] - before[1] >= len(tokenizer.encode(SYSTEM, add_special_tokens=False).ids)
 
 
+async def test_a_short_reuse_joins_a_burst_s_batch_instead_of_running_alone(engines, tokenizer):
+    cached, plain = engines
+    # Within one prefill chunk (64 here), so that they may share a batch; their common opening is reusable.
+    system = ("You are the assistant of a small hardware shop in Lyon. Answer every question in one short, "
+              "friendly sentence, and never invent products.")
+    prompts = [render(tokenizer, [("system", system), ("user", question)])
+               for question in ("Do you sell glue?", "Do you sell saws?", "Do you sell nails?", "Do you sell paint?")]
+    assert max(map(len, prompts)) <= 64 and len(render(tokenizer, [("system", system)])) >= 32
+    await answer(cached, prompts[0])
+    assert await kept(cached, 1)
+    before = hits()
+    runs = [submit(cached, prompt) for prompt in prompts]
+    await asyncio.sleep(0.2)
+    # All four share one generator, the one that could have reused the kept prompt included.
+    assert (cached.loaded()[0].active_sequences, cached.loaded()[0].batches) == (4, 1)
+    assert hits()[0] == before[0]
+    for _, events in runs:
+        while not isinstance(await events.get(), (Finished, Failed)):
+            pass
+    # Alone, it reuses the kept prompt.
+    await answer(cached, prompts[1])
+    assert hits()[0] == before[0] + 1
+
+
 async def test_a_cancelled_request_leaves_nothing_to_reuse(engines, tokenizer):
     cached, _ = engines
     prompt = render(tokenizer, [("system", SYSTEM), ("user", "Tell me about hammers.")])
