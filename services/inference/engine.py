@@ -40,9 +40,9 @@ _BURST_WINDOWS = 4
 # Answer tokens settled per idle round: a request arriving meanwhile waits for at most one such prefill
 # (about 70 ms on 2 cores); and how long the engine must have been idle before it settles anything.
 _SETTLE_CHUNK = 32
+_SETTLE_AFTER_S = 0.25
 # A prompt cache hit that reuses fewer tokens runs alone only when nothing else would share its batch.
 _ALONE_REUSE_TOKENS = 256
-_SETTLE_AFTER_S = 0.25
 
 
 @dataclass(eq=False)
