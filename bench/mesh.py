@@ -5,21 +5,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from bench.peers import free_port
+
 STARTUP_TIMEOUT_S = 120
 READY = re.compile(r"^ingot serve: (\S+) ready on \S+ \(pid (\d+)\)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Mesh:

@@ -12,6 +12,7 @@ Nothing of llama.cpp goes into this repository.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -104,10 +105,28 @@ def _run(command: list[str], journal: Path) -> None:
         raise RuntimeError(f"{command[0]} {command[1]} ... failed ({result.returncode}); see {journal}:\n{tail}")
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Below the kernel's range for listen(0): the mesh's own services listen on port 0 and could otherwise take
+# the port chosen here for the edge (or a peer) before it binds it.
+_PORTS = range(10000, max(10001, _ephemeral_start()))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    for _ in range(1000):
+        port = random.choice(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 class LlamaServerProcess:
