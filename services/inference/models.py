@@ -163,8 +163,9 @@ def load(info: registry_pb.ModelInfo, *, execution_provider: str = "", device_id
 
 def steps_agree(path: Path) -> bool:
     """Whether one-token steps (decoding) compute as multi-token steps (prefill, a batch, drafts) do. A GGUF
-    import records its arithmetic; int8 activations are the one known not to. Other models are taken to
-    agree, as onnxruntime-genai's fp32 builds do to within 1e-4."""
+    import records its arithmetic; int8 activations are the one known not to. Other models record nothing
+    and are taken to agree (true of onnxruntime-genai's fp32 builds to within 1e-4; its int4 and int8 CPU
+    builds quantise activations too and may not)."""
     try:
         manifest = json.loads((path / "inference_model.json").read_text())
     except (OSError, ValueError):
