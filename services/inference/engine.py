@@ -23,7 +23,7 @@ from typing import Any
 from ingot.common.errors import (FailedPrecondition, IngotError, Internal, InvalidArgument, ResourceExhausted,
                                  Unavailable)
 from ingot.registry.v1 import registry_service_pb2 as registry_pb
-from services.inference import lifetime, models
+from services.inference import admission, lifetime, models
 from services.inference.batch import Group, batch_key
 from services.inference.promptcache import Entry, PromptCache
 from services.inference.speculation import DraftPolicy
@@ -35,14 +35,6 @@ log = logging.getLogger(__name__)
 
 # How often an idle engine wakes to unload models whose TTL ran out.
 _IDLE_TICK_S = 1.0
-# The longest a burst may keep its first request waiting, in batch windows.
-_BURST_WINDOWS = 4
-# Answer tokens settled per idle round: a request arriving meanwhile waits for at most one such prefill
-# (about 70 ms on 2 cores); and how long the engine must have been idle before it settles anything.
-_SETTLE_CHUNK = 32
-_SETTLE_AFTER_S = 0.25
-# A prompt cache hit that reuses fewer tokens runs alone only when nothing else would share its batch.
-_ALONE_REUSE_TOKENS = 256
 
 
 @dataclass(eq=False)
@@ -189,14 +181,15 @@ class Engine:
                 self._last_busy = now
             hold = self._admission_hold()
             idle = not self._groups and (not self._waiting or hold > 0)
-            settle_in = self._settle_in(now)
+            settle_in = admission.settle_in(now, self._last_busy, busy=bool(self._groups or self._waiting),
+                                            unsettled=self._prompt_cache.unsettled() is not None)
             timeout = (hold or _IDLE_TICK_S) if idle else None
             if timeout is not None and settle_in is not None:
                 timeout = min(timeout, settle_in)
             if not self._drain_commands(timeout=timeout):
                 break
             if settle_in == 0 and not self._waiting:
-                self._prompt_cache.settle(_SETTLE_CHUNK)
+                self._prompt_cache.settle(admission.SETTLE_CHUNK)
             if self._admission_hold() == 0:
                 self._admit()
             # Round robin over groups: every stream moves one step per round, batched or not.
@@ -206,14 +199,6 @@ class Engine:
             # Generator calls hold the GIL; yielding it once per round keeps the gRPC event loop responsive.
             time.sleep(0)
         self._shutdown()
-
-    def _settle_in(self, now: float) -> float | None:
-        """Seconds until kept answers may be settled (promptcache.settle); None: nothing to settle, or busy.
-        Only after a pause: a client that sends its next request at once (an API caller, a benchmark) never
-        waits behind a settle, while a person reading the answer gives it all the time it needs."""
-        if self._groups or self._waiting or self._prompt_cache.unsettled() is None:
-            return None
-        return max(0.0, self._last_busy + _SETTLE_AFTER_S - now)
 
     def _drain_commands(self, *, timeout: float | None) -> bool:
         """Handles queued commands; waits up to `timeout` for one when there is nothing else to do."""
@@ -310,27 +295,23 @@ class Engine:
         """Seconds to hold the waiting sequences back before admitting them; 0: admit now."""
         if not self._waiting or batch_key(self._waiting[0], self._prefill_chunk) is None:
             return 0.0
-        # A request that reuses a cached prefix runs alone anyway: waiting for company would only delay it.
-        entry = self._prompt_cache.lookup(self._waiting[0])
-        if entry is not None and self._worth_running_alone(self._waiting[0], entry, crowded=len(self._waiting) > 1):
+        # A request that reuses a cached prefix and runs alone would only be delayed by waiting for company.
+        if self._runs_alone(self._waiting[0], crowded=len(self._waiting) > 1):
             return 0.0
         return self._hold(self._waiting)
 
-    def _hold(self, rows) -> float:
-        """How much longer `rows` (batchable, in arrival order) should wait for company, so that requests
-        arriving together share one batch instead of each starting a generator of its own (a generator
-        cannot take rows later).
+    def _hold(self, rows: list[Sequence]) -> float:
+        return admission.hold([row.submitted_at for row in rows], time.monotonic(), window=self._batch_window,
+                              max_batch=self._max_batch)
 
-        A burst reaches the engine spread out: the edge handles its requests one after another, a few ms
-        each. So the window runs from the latest arrival and ends once arrivals pause, but never later than
-        _BURST_WINDOWS windows after the first: a lone request waits one window, a burst of eight lands in
-        one batch rather than three."""
-        if self._batch_window <= 0 or len(rows) >= self._max_batch:
-            return 0.0
-        now = time.monotonic()
-        quiet = self._batch_window - (now - rows[-1].submitted_at)
-        cap = self._batch_window * _BURST_WINDOWS - (now - rows[0].submitted_at)
-        return max(0.0, min(quiet, cap))
+    def _runs_alone(self, sequence: Sequence, *, crowded: bool) -> Entry | None:
+        """The prompt cache entry `sequence` reuses running alone, or None (no hit, or it joins a batch)."""
+        entry = self._prompt_cache.lookup(sequence)
+        if entry is None or not admission.runs_alone(
+                entry.reuse, batchable=batch_key(sequence, self._prefill_chunk) is not None,
+                crowded=crowded or bool(self._groups)):
+            return None
+        return entry
 
     def _live(self) -> list[Sequence]:
         return [row for group in self._groups for row in group.live()]
@@ -347,9 +328,8 @@ class Engine:
                                                  "request started; retry it.", param="model"))
                 continue
             room -= 1
-            entry = self._prompt_cache.lookup(sequence)
-            if entry is not None and self._worth_running_alone(sequence, entry,
-                                                               crowded=bool(self._waiting or batchable)):
+            entry = self._runs_alone(sequence, crowded=bool(self._waiting or batchable))
+            if entry is not None:
                 self._start_group([sequence], entry)
                 continue
             self._prompt_cache.count_miss(sequence)
@@ -367,15 +347,6 @@ class Engine:
                 else:
                     self._start_group(chunk)
         self._waiting.extendleft(reversed(sorted(held, key=lambda s: s.submitted_at)))
-
-    def _worth_running_alone(self, sequence: Sequence, entry: Entry, *, crowded: bool) -> bool:
-        """Whether a prompt cache hit should run alone (only a lone generator can be rewound) rather than
-        in a batch. A long reuse always should; a short one (chat prompts that open alike) saves a few
-        tens of ms of prefill, less than a lone row costs a busy engine at every step, so it joins the
-        batch when others are running or arriving with it."""
-        if entry.reuse >= _ALONE_REUSE_TOKENS or batch_key(sequence, self._prefill_chunk) is None:
-            return True
-        return not (crowded or self._groups)
 
     def _start_group(self, rows: list[Sequence], entry: Entry | None = None) -> None:
         model = self._models[rows[0].model_id]

@@ -9,7 +9,7 @@ with the previous one answers its first token in 55 ms instead of 2.4 s, with th
 What limits it:
 - Only a generator of one row can be rewound, so only sequences that ran alone are kept, and a hit runs
   alone: a long prefix saved is worth more than a seat in a batch (a short one joins a burst's batch
-  instead; see Engine._worth_running_alone).
+  instead; see admission.runs_alone).
 - The search options are fixed when a generator is made: an entry serves only requests with the same
   options, and its KV cache was allocated for `capacity` tokens (prompt and answer), which the request
   must fit in. Sequences that may be kept are made with room beyond their own need for the next turns
