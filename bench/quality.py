@@ -5,10 +5,9 @@ every position is a teacher-forced next-token prediction (cached under $INGOT_HO
 computed when missing, about 20 s, needs the `build` extra). Each engine is fed the same token ids one at a
 time, as a decode step, and its most likely next token is compared with the reference's:
 
-- default: the model folder `SmolLM2-135M-Instruct-generic-cpu:1` as built (its manifest's import accuracy is
+- the default model, `SmolLM2-135M-Instruct-generic-cpu:1`, and its exact variant,
+  `SmolLM2-135M-Instruct-exact-generic-cpu:1`, as `make setup` built them (each manifest's import accuracy is
   printed), through onnxruntime-genai's Generator with the inference service's thread settings;
-- import fp32 / import int8: the same GGUF imported with fp32 and with int8 activations into a scratch folder
-  for the run, measured the same way;
 - llama.cpp (PEERS=1): `llama-server` (bench/peers.py) on the same GGUF, 2 threads, one `/completion` per
   position with the prefix as token ids and its prompt cache on (so each request decodes one new token); its
   greedy token is its top-1. It returns no full distribution, so it has no KL.
@@ -20,9 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,6 +31,7 @@ from bench.peers import LlamaServerProcess, llama_server
 from bench.raw import RawModel
 
 DEFAULT = Path("models/HuggingFaceTB/SmolLM2-135M-Instruct-generic-cpu-1")
+EXACT = Path("models/HuggingFaceTB/SmolLM2-135M-Instruct-exact-generic-cpu-1")
 LLAMA_ARGS = ["-t", "2", "-np", "1", "-c", "4096"]
 
 
@@ -76,34 +74,23 @@ def llama_cpp_top1(binary: Path, gguf: Path, data: dict[str, np.ndarray]) -> tup
 
 
 def run(config) -> dict[str, Any]:
-    from ingot.modelbuild.ggufimport import import_gguf
     from ingot.modelbuild.reference import agreement, reference
     from ingot.modelbuild.smollm2 import find_gguf
 
     home = Path(config.home)
-    default = home / DEFAULT
-    manifest = json.loads((default / "inference_model.json").read_text())
-    default_arithmetic = arithmetic(manifest)
     gguf = find_gguf()
     started = time.monotonic()
     data = reference(home)
     print(f"  fp32 reference ready in {time.monotonic() - started:.1f} s", flush=True)
     rows: dict[str, dict[str, Any]] = {}
-    scratch = Path(tempfile.mkdtemp(prefix="bench-quality-"))
-    try:
-        folders = {f"default ({manifest['Name']})": (default, default_arithmetic)}
-        for accuracy in ("fp32", "int8"):
-            built = import_gguf(gguf, scratch / "models", name=f"smollm2-import-{accuracy}", accuracy=accuracy)
-            folders[f"import {accuracy}"] = (built.path, f"{accuracy} activations")
-        for name, (folder, kind) in folders.items():
-            started = time.monotonic()
-            result = agreement(data, Generator(folder).logits)
-            rows[name] = {"arithmetic": kind, "agree": result.agree, "positions": result.positions,
-                          "top1": result.top1, "mean_kl": result.mean_kl,
-                          "seconds": round(time.monotonic() - started, 1)}
-            print(f"  {name}: {result.agree}/{result.positions} in {rows[name]['seconds']} s", flush=True)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    for folder in (home / DEFAULT, home / EXACT):
+        manifest = json.loads((folder / "inference_model.json").read_text())
+        started = time.monotonic()
+        result = agreement(data, Generator(folder).logits)
+        name = manifest["Name"]
+        rows[name] = {"arithmetic": arithmetic(manifest), "agree": result.agree, "positions": result.positions,
+                      "top1": result.top1, "mean_kl": result.mean_kl, "seconds": round(time.monotonic() - started, 1)}
+        print(f"  {name}: {result.agree}/{result.positions} in {rows[name]['seconds']} s", flush=True)
     if os.environ.get("PEERS") == "1":
         started = time.monotonic()
         agree, positions = llama_cpp_top1(llama_server(home), gguf, data)
