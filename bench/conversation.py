@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 
 from bench.chat import MODEL
-from bench.mesh import Mesh, free_port
-from bench.peers import LlamaServerProcess, llama_server
+from bench.mesh import Mesh
+from bench.peers import LlamaServerProcess, free_port_run, llama_server
 
 MAX_TOKENS = 48
 # 4 slots of 2,048 tokens: the chat benchmark's 16 slots of 1,024 cannot hold the shared prompt.
@@ -119,26 +119,6 @@ def measure(base_url: str, model: str, extra: dict | None = None, metrics_url: s
         shared = [turn([{"role": "system", "content": system}, {"role": "user", "content": question}])
                   for question in SHARED_QUESTIONS]
     return {"conversation": turns, "shared": shared}
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free ports."""
-    for _ in range(100):
-        first = free_port()
-        if all(_free(first + i) for i in range(1, count)):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _summary(run: dict[str, Any]) -> dict[str, float]:

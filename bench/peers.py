@@ -129,6 +129,25 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {_PORTS}")
 
 
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports (a flag like --metrics-port hands out the ones after it)."""
+    for _ in range(100):
+        base = free_port()
+        sockets = []
+        try:
+            for offset in range(count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no run of {count} free ports found")
+
+
 class LlamaServerProcess:
     """`llama-server -m GGUF ARGS` on a free port of 127.0.0.1, healthy once started; a context manager."""
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,51 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# One port chooser for the tests and the benchmarks (below the kernel's ephemeral range).
+from bench.peers import free_port, free_port_run  # noqa: F401
+
 READY = re.compile(r"^ingot serve: (\S+) ready on (\S+) \(pid (\d+)\)")
 STARTUP_TIMEOUT_S = 120
-
-
-def _ephemeral_start() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-# A port the kernel would hand out for listen(0) may be taken by one of the mesh's own services (which
-# listen on port 0) between choosing it here and the edge binding it; so choose below that range.
-_PORTS = range(10000, max(10001, _ephemeral_start()))
-
-
-def free_port() -> int:
-    for _ in range(1000):
-        port = random.choice(_PORTS)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {_PORTS}")
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free ports (a flag like --metrics-port hands out the ones after it)."""
-    for _ in range(100):
-        base = free_port()
-        sockets = []
-        try:
-            for offset in range(count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no run of {count} free ports found")
 
 
 @dataclass
