@@ -25,6 +25,14 @@ from services.inference.speculation import SPECULATIVE_OPTIONS
 Outcome = tuple[Any, int]  # (the Sequence, a common_pb2.FinishReason)
 
 
+def chunk_end(start: int, total: int, chunk: int) -> int:
+    """Where a prefill chunk of `total` tokens from `start` ends: `chunk` tokens on, but never one token short
+    of the end, since a last chunk of one token would be computed as a decode step is, not as a prefill
+    (see LoadedModel.steps_agree)."""
+    end = min(total, start + chunk)
+    return end - 1 if total - end == 1 else end
+
+
 def batch_key(sequence, prefill_chunk: int) -> tuple | None:
     """Sequences with equal keys may share a generator; None means the sequence needs one of its own."""
     if len(sequence.prompt) > prefill_chunk:
@@ -125,10 +133,9 @@ class Group:
         assert self.generator is not None and self._prompts is not None
         # onnxruntime-genai takes a batch's prompts in a single call; batch_key keeps them within one chunk.
         width = self.prefill_chunk if self.solo else self.width
-        if not self.model.steps_agree and self.width - self.prefilled - width == 1:
-            # A last chunk of one token would be computed as a decode step is, not as a prefill: the
-            # same prompt must give the same KV however it was cut into chunks (and the prompt cache cuts it).
-            width -= 1
+        if not self.model.steps_agree:
+            # The same prompt must give the same KV however it was cut into chunks (the prompt cache cuts it).
+            width = chunk_end(self.prefilled, self.width, width) - self.prefilled
         chunk = self._prompts[:, self.prefilled:self.prefilled + width]
         self.generator.append_tokens(chunk)
         self.prefilled += chunk.shape[1]

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge
 
+from services.inference.batch import chunk_end
+
 HITS = Counter("ingot_prompt_cache_hits_total", "requests that reused a cached prompt prefix", ["model"])
 MISSES = Counter("ingot_prompt_cache_misses_total", "requests the prompt cache could have served but did not",
                  ["model"])
@@ -219,10 +221,8 @@ class PromptCache:
         entry = self.unsettled()
         if entry is None:
             return
-        start, total = entry.reusable, len(entry.tokens)
-        end = min(total, start + chunk)
-        if total - end == 1:
-            end -= 1
+        start = entry.reusable
+        end = chunk_end(start, len(entry.tokens), chunk)
         try:
             entry.generator.rewind_to(start)
             entry.generator.append_tokens(entry.tokens[start:end])
